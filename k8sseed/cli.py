@@ -1,0 +1,179 @@
+"""The k8sseed command line: init, validate, build, render, inspect."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from k8sseed import __version__
+from k8sseed.errors import OutputError, ProfileError, SecretError
+
+EXIT_PROFILE = 2
+EXIT_OTHER = 1
+
+
+def _warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+def _fail(message: str, code: int = EXIT_OTHER) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _secret_path(profile: Path, secret: Path | None) -> Path:
+    from k8sseed.build import default_secret_path
+
+    return secret if secret is not None else default_secret_path(profile)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="k8sseed")
+def cli() -> None:
+    """Turn one cluster profile into self-bootstrapping cloud-init seeds for a kubeadm cluster."""
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", help="Cluster name (default: the directory's name).")
+def init(directory: Path, name: str | None) -> None:
+    """Write a starter profile and a new cluster secret (mode 0600) into DIRECTORY."""
+    from k8sseed.secrets import write_new_secret
+    from k8sseed.templating import render
+
+    cluster = name or re.sub(r"[^a-z0-9-]+", "-", directory.absolute().name.lower()).strip("-") or "cluster"
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", cluster):
+        _fail(f"'{cluster}' is not a valid cluster name: use lower-case letters, digits and '-'")
+    profile = directory / "profile.yaml"
+    secret = directory / "profile.secret"
+    for path in (profile, secret):
+        if path.exists():
+            _fail(f"{path} already exists: k8sseed init never overwrites a profile or a secret")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        write_new_secret(secret)
+        today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+        profile.write_text(render("starter-profile.yaml.j2", name=cluster, today=today), "utf-8")
+    except (OSError, SecretError) as exc:
+        _fail(str(exc))
+    click.echo(f"wrote {profile} and {secret} (keep the secret private: it derives every CA and token)")
+
+
+@cli.command()
+@click.argument("profile", type=click.Path(dir_okay=False, path_type=Path))
+def validate(profile: Path) -> None:
+    """Check PROFILE and report every problem with its line and column."""
+    from k8sseed.profile import load_profile
+
+    try:
+        loaded = load_profile(profile)
+    except ProfileError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_PROFILE)
+    for warning in loaded.warnings:
+        _warn(warning)
+    p = loaded.profile
+    click.echo(f"{profile}: valid: cluster {p.cluster.name}, Kubernetes {p.cluster.kubernetes_version}, "
+               f"{sum(n.is_control_plane for n in p.nodes)} control-plane and "
+               f"{sum(not n.is_control_plane for n in p.nodes)} worker nodes")
+
+
+@cli.command()
+@click.argument("profile", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output directory.")
+@click.option("--secret", type=click.Path(dir_okay=False, path_type=Path),
+              help="Cluster secret file (default: PROFILE with .secret).")
+def build(profile: Path, out: Path, secret: Path | None) -> None:
+    """Build one NoCloud seed ISO and seed directory per node into OUT."""
+    from k8sseed.build import build as run_build
+
+    try:
+        result = run_build(profile, _secret_path(profile, secret), out)
+    except ProfileError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_PROFILE)
+    except (SecretError, OutputError) as exc:
+        _fail(str(exc))
+    for warning in result.warnings:
+        _warn(warning)
+    click.echo(f"built {result.nodes} seeds into {result.out} ({result.bytes_written} bytes)")
+
+
+@cli.command()
+@click.argument("profile", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("node")
+@click.option("--secret", type=click.Path(dir_okay=False, path_type=Path),
+              help="Cluster secret file (default: PROFILE with .secret).")
+@click.option("--file", "which", type=click.Choice(["user-data", "meta-data", "network-config"]),
+              default="user-data", show_default=True)
+def render(profile: Path, node: str, secret: Path | None, which: str) -> None:
+    """Print one file of NODE's seed on stdout."""
+    from k8sseed.build import load_plan
+    from k8sseed.seed import build_seed
+
+    try:
+        plan, _, _ = load_plan(profile, _secret_path(profile, secret))
+    except ProfileError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_PROFILE)
+    except SecretError as exc:
+        _fail(str(exc))
+    match = [n for n in plan.nodes if n.name == node]
+    if not match:
+        _fail(f"no node named '{node}' in {profile}; nodes: {', '.join(n.name for n in plan.nodes)}")
+    click.echo(dict(build_seed(plan, match[0]).files())[which].decode("utf-8"), nl=False)
+
+
+@cli.command()
+@click.argument("iso", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def inspect(iso: Path, as_json: bool) -> None:
+    """Show what is on a seed ISO."""
+    import yaml
+
+    from k8sseed.writers.iso import read_iso
+
+    try:
+        label, files = read_iso(iso.read_bytes())
+    except Exception as exc:  # pycdlib raises several types for a damaged image
+        _fail(f"{iso}: not a readable ISO 9660 image: {exc}")
+    meta = yaml.safe_load(files.get("meta-data", b"{}")) or {}
+    user = yaml.safe_load(files.get("user-data", b"{}")) or {}
+    env_text = next((f["content"] for f in user.get("write_files", []) if f["path"] == "/etc/k8sseed/node.env"), "")
+    duty = re.search(r"^K8SSEED_DUTY=(\S+)$", env_text, re.M)
+    info = {
+        "iso": str(iso), "label": label, "labelOk": label == "cidata",
+        "files": {name: len(data) for name, data in sorted(files.items())},
+        "instanceId": meta.get("instance-id"), "hostname": meta.get("local-hostname"),
+        "duty": duty.group(1).strip("'") if duty else None,
+        "writeFiles": [f["path"] for f in user.get("write_files", [])],
+        "holdsPrivateKey": any("PRIVATE KEY" in f.get("content", "") for f in user.get("write_files", [])),
+    }
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"{iso}: volume label '{label}'" + ("" if info["labelOk"] else " (NOT cidata: NoCloud will ignore it)"))
+    for name, size in info["files"].items():
+        click.echo(f"  {name}: {size} bytes")
+    click.echo(f"  hostname: {info['hostname']}  instance-id: {info['instanceId']}  duty: {info['duty']}")
+    click.echo(f"  private keys on this seed: {'yes' if info['holdsPrivateKey'] else 'no'}")
+    for path in info["writeFiles"]:
+        click.echo(f"  writes {path}")
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=True)
+    except KeyboardInterrupt:
+        click.echo("interrupted; the previous output directory is untouched", err=True)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # last resort: a bug, never a traceback in the user's face
+        click.echo(f"internal error: {type(exc).__name__}: {exc} (please report this with the profile)", err=True)
+        sys.exit(70)

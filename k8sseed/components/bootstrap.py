@@ -1,0 +1,32 @@
+"""The bootstrap script, its systemd unit and the per-node environment it reads."""
+
+from __future__ import annotations
+
+from k8sseed.components import NodeFile, NodeFragment
+from k8sseed.plan import ClusterPlan, NodePlan
+from k8sseed.templating import render_static, shell_assignments
+
+SCRIPT_PATH = "/usr/local/sbin/k8sseed-bootstrap"
+UNIT_PATH = "/etc/systemd/system/k8sseed-bootstrap.service"
+ENV_PATH = "/etc/k8sseed/node.env"
+
+
+def bootstrap_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
+    return NodeFragment(
+        files=(
+            NodeFile(SCRIPT_PATH, render_static("bootstrap.sh.j2"), "0755"),
+            NodeFile(UNIT_PATH, render_static("k8sseed-bootstrap.service.j2")),
+        ),
+        env=(("K8SSEED_NODE_NAME", node.name), ("K8SSEED_NODE_IP", node.node.address)),
+        runcmd=(
+            ("systemctl", "daemon-reload"),
+            ("systemctl", "enable", "k8sseed-bootstrap.service"),
+            # --no-block: the unit is ordered after cloud-final, which is running this very command.
+            ("systemctl", "start", "--no-block", "k8sseed-bootstrap.service"),
+        ),
+    )
+
+
+def env_file(env: tuple[tuple[str, str | tuple[str, ...]], ...]) -> NodeFile:
+    return NodeFile(ENV_PATH, "# Written by k8sseed: per-node values for k8sseed-bootstrap\n"
+                    + shell_assignments(env), "0600")

@@ -1,0 +1,122 @@
+"""kubeadm, kubelet and kube-proxy configuration documents, built as data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from k8sseed.plan import CRI_SOCKET, ClusterPlan, Duty, NodePlan
+
+KUBELET_API = "kubelet.config.k8s.io/v1beta1"
+KUBE_PROXY_API = "kubeproxy.config.k8s.io/v1alpha1"
+TOKEN_GROUP = "system:bootstrappers:kubeadm:default-node-token"
+
+
+def _is_v1beta4(plan: ClusterPlan) -> bool:
+    return plan.facts.kubeadm_api.endswith("v1beta4")
+
+
+def _args(plan: ClusterPlan, args: dict[str, str]) -> Any:
+    """extraArgs: a map in v1beta3, a list of {name, value} in v1beta4."""
+    if _is_v1beta4(plan):
+        return [{"name": k, "value": v} for k, v in args.items()]
+    return dict(args)
+
+
+def _node_registration(plan: ClusterPlan, node: NodePlan) -> dict[str, Any]:
+    kubelet_args = {"node-ip": node.node.address}
+    if node.node.labels:
+        kubelet_args["node-labels"] = ",".join(f"{k}={v}" for k, v in node.node.labels)
+    registration: dict[str, Any] = {
+        "name": node.name,
+        "criSocket": CRI_SOCKET,
+        "kubeletExtraArgs": _args(plan, kubelet_args),
+    }
+    if node.node.taints is not None:
+        registration["taints"] = [
+            {"key": t.key, "effect": t.effect, **({"value": t.value} if t.value is not None else {})}
+            for t in node.node.taints
+        ]
+    return registration
+
+
+def _local_endpoint(plan: ClusterPlan, node: NodePlan) -> dict[str, Any]:
+    return {"advertiseAddress": node.node.address, "bindPort": plan.profile.cluster.api_server_port}
+
+
+def cluster_configuration(plan: ClusterPlan) -> dict[str, Any]:
+    c = plan.profile.cluster
+    return {
+        "apiVersion": plan.facts.kubeadm_api,
+        "kind": "ClusterConfiguration",
+        "clusterName": c.name,
+        "kubernetesVersion": f"v{c.kubernetes_version}",
+        "controlPlaneEndpoint": c.control_plane_endpoint,
+        "imageRepository": plan.profile.mirrors.image_repository,
+        "certificatesDir": "/etc/kubernetes/pki",
+        "networking": {"podSubnet": c.pod_subnet, "serviceSubnet": c.service_subnet, "dnsDomain": c.dns_domain},
+        "etcd": {"local": {"dataDir": "/var/lib/etcd"}},
+        "apiServer": {"certSANs": list(plan.api_server_sans)},
+        # Leader election stays on (the default) so controller-manager and scheduler fail over.
+        "controllerManager": {"extraArgs": _args(plan, {"leader-elect": "true"})},
+        "scheduler": {"extraArgs": _args(plan, {"leader-elect": "true"})},
+    }
+
+
+def init_configuration(plan: ClusterPlan, node: NodePlan) -> dict[str, Any]:
+    return {
+        "apiVersion": plan.facts.kubeadm_api,
+        "kind": "InitConfiguration",
+        "bootstrapTokens": [{
+            "token": plan.bootstrap_token,
+            "description": "k8sseed join token, derived from the cluster secret",
+            "ttl": plan.profile.cluster.bootstrap_token_ttl,
+            "usages": ["signing", "authentication"],
+            "groups": [TOKEN_GROUP],
+        }],
+        "nodeRegistration": _node_registration(plan, node),
+        "localAPIEndpoint": _local_endpoint(plan, node),
+    }
+
+
+def join_configuration(plan: ClusterPlan, node: NodePlan, as_control_plane: bool) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "apiVersion": plan.facts.kubeadm_api,
+        "kind": "JoinConfiguration",
+        "nodeRegistration": _node_registration(plan, node),
+        "discovery": {"bootstrapToken": {
+            "apiServerEndpoint": plan.profile.cluster.control_plane_endpoint,
+            "token": plan.bootstrap_token,
+            "caCertHashes": [plan.pki.ca_cert_hash],
+        }},
+    }
+    if as_control_plane:
+        # The shared CA and SA keys are pre-placed in /etc/kubernetes/pki: no certificateKey needed.
+        doc["controlPlane"] = {"localAPIEndpoint": _local_endpoint(plan, node)}
+    return doc
+
+
+def kubelet_configuration(plan: ClusterPlan) -> dict[str, Any]:
+    return {"apiVersion": KUBELET_API, "kind": "KubeletConfiguration", "cgroupDriver": "systemd"}
+
+
+def kube_proxy_configuration(plan: ClusterPlan) -> dict[str, Any]:
+    p = plan.profile
+    doc: dict[str, Any] = {"apiVersion": KUBE_PROXY_API, "kind": "KubeProxyConfiguration",
+                           "mode": p.kube_proxy_mode, "clusterCIDR": p.cluster.pod_subnet}
+    if p.kube_proxy_mode == "ipvs":
+        ipvs: dict[str, Any] = {"scheduler": p.ipvs.scheduler, "strictARP": p.ipvs.strict_arp}
+        for key, value in (("tcpTimeout", p.ipvs.tcp_timeout), ("tcpFinTimeout", p.ipvs.tcp_fin_timeout),
+                           ("udpTimeout", p.ipvs.udp_timeout)):
+            if value is not None:
+                ipvs[key] = value
+        doc["ipvs"] = ipvs
+    return doc
+
+
+def init_documents(plan: ClusterPlan, node: NodePlan) -> list[dict[str, Any]]:
+    return [init_configuration(plan, node), cluster_configuration(plan), kubelet_configuration(plan),
+            kube_proxy_configuration(plan)]
+
+
+def join_documents(plan: ClusterPlan, node: NodePlan) -> list[dict[str, Any]]:
+    return [join_configuration(plan, node, node.duty is not Duty.WORKER_JOIN)]

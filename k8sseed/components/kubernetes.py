@@ -1,0 +1,49 @@
+"""Phases 3 and 5: Kubernetes packages, pre-placed shared PKI and the kubeadm configs."""
+
+from __future__ import annotations
+
+from k8sseed.components import NodeFile, NodeFragment
+from k8sseed.components.kubeadm_config import init_documents, join_configuration
+from k8sseed.plan import ClusterPlan, Duty, NodePlan
+from k8sseed.yamltext import dump_all
+
+PKI_DIR = "/etc/kubernetes/pki"
+
+
+def shared_pki_files(plan: ClusterPlan) -> tuple[NodeFile, ...]:
+    """The 8 files every stacked control-plane node must share; kubeadm makes the per-node rest."""
+    pki = plan.pki
+    return (
+        NodeFile(f"{PKI_DIR}/ca.crt", pki.ca.cert_pem),
+        NodeFile(f"{PKI_DIR}/ca.key", pki.ca.key_pem, "0600"),
+        NodeFile(f"{PKI_DIR}/front-proxy-ca.crt", pki.front_proxy_ca.cert_pem),
+        NodeFile(f"{PKI_DIR}/front-proxy-ca.key", pki.front_proxy_ca.key_pem, "0600"),
+        NodeFile(f"{PKI_DIR}/etcd/ca.crt", pki.etcd_ca.cert_pem),
+        NodeFile(f"{PKI_DIR}/etcd/ca.key", pki.etcd_ca.key_pem, "0600"),
+        NodeFile(f"{PKI_DIR}/sa.key", pki.sa_key_pem, "0600"),
+        NodeFile(f"{PKI_DIR}/sa.pub", pki.sa_pub_pem),
+    )
+
+
+def kubernetes_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
+    c = plan.profile.cluster
+    files = [NodeFile("/etc/k8sseed/cluster-ca.crt", plan.pki.ca.cert_pem)]
+    if node.node.is_control_plane:
+        files += shared_pki_files(plan)
+    if node.duty is Duty.INIT:
+        files.append(NodeFile("/etc/k8sseed/kubeadm-init.yaml", dump_all(init_documents(plan, node)), "0600"))
+    # Every control-plane node, the init node included (split-brain guard), can join as control plane.
+    join = join_configuration(plan, node, node.node.is_control_plane)
+    files.append(NodeFile("/etc/k8sseed/kubeadm-join.yaml", dump_all([join]), "0600"))
+    return NodeFragment(
+        files=tuple(files),
+        env=(
+            ("K8SSEED_KUBERNETES_VERSION", c.kubernetes_version),
+            ("K8SSEED_KUBERNETES_REPO", plan.kubernetes_repo_url),
+            ("K8SSEED_DUTY", node.duty.value),
+            ("K8SSEED_API_ENDPOINT", c.control_plane_endpoint),
+            ("K8SSEED_API_PORT", str(c.api_server_port)),
+            ("K8SSEED_API_PROBES", plan.api_probe_targets() if node.duty is Duty.INIT else ()),
+            ("K8SSEED_JOIN_TIMEOUT", str(c.join_timeout_seconds)),
+        ),
+    )

@@ -1,0 +1,37 @@
+"""Phase 2, runtime: Docker with the systemd cgroup driver, and cri-dockerd pinned."""
+
+from __future__ import annotations
+
+import json
+
+from k8sseed.components import NodeFile, NodeFragment
+from k8sseed.plan import ClusterPlan, NodePlan
+from k8sseed.templating import render
+
+DOCKER_DAEMON = {
+    "exec-opts": ["native.cgroupdriver=systemd"],
+    "log-driver": "json-file",
+    "log-opts": {"max-size": "100m"},
+    "storage-driver": "overlay2",
+}
+
+
+def runtime_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
+    p = plan.profile
+    return NodeFragment(
+        files=(
+            NodeFile("/etc/docker/daemon.json", json.dumps(DOCKER_DAEMON, indent=2, sort_keys=True) + "\n"),
+            NodeFile("/etc/systemd/system/cri-docker.service",
+                     render("cri-docker.service.j2", pause_image=plan.pause_image)),
+            NodeFile("/etc/systemd/system/cri-docker.socket", render("cri-docker.socket.j2")),
+        ),
+        env=(
+            ("K8SSEED_DOCKER_SOURCE", p.docker_source),
+            ("K8SSEED_DOCKER_VERSION", p.docker_version or ""),
+            ("K8SSEED_DOCKER_REPO", plan.docker_repo_url),
+            ("K8SSEED_CRI_DOCKERD_VERSION", plan.cri_dockerd_version),
+            ("K8SSEED_CRI_DOCKERD_URL", plan.cri_dockerd_url(node.node.arch)),
+            ("K8SSEED_CRI_DOCKERD_SHA256", p.cri_dockerd_sha256 or ""),
+            ("K8SSEED_PAUSE_IMAGE", plan.pause_image),
+        ),
+    )

@@ -1,0 +1,114 @@
+"""ClusterPlan: every per-node decision, as pure data (no disk, no output formats)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from k8sseed.pki import ClusterPKI
+from k8sseed.profile.model import Node, Profile
+from k8sseed.secrets import ClusterSecret
+from k8sseed.versions import MinorFacts, facts_for
+
+CRI_SOCKET = "unix:///var/run/cri-dockerd.sock"
+
+
+class Duty(str, Enum):
+    """What a node does in phase 5 (kubeadm)."""
+
+    INIT = "init"  # first control-plane node: kubeadm init (unless the split-brain guard finds a cluster)
+    CONTROL_PLANE_JOIN = "control-plane-join"
+    WORKER_JOIN = "worker-join"
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    node: Node
+    duty: Duty
+    bootstrap_order: int  # 0 for the init node, then control planes, then workers
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    profile: Profile
+    facts: MinorFacts
+    pki: ClusterPKI
+    bootstrap_token: str
+    nodes: tuple[NodePlan, ...]
+    password_hashes: tuple[tuple[str, str], ...]  # (user, crypt hash)
+
+    @property
+    def init_node(self) -> NodePlan:
+        return next(n for n in self.nodes if n.duty is Duty.INIT)
+
+    @property
+    def control_planes(self) -> tuple[NodePlan, ...]:
+        return tuple(n for n in self.nodes if n.node.is_control_plane)
+
+    @property
+    def api_server_sans(self) -> tuple[str, ...]:
+        names = [self.profile.cluster.endpoint_host]
+        for cp in self.control_planes:
+            names += [cp.node.address, cp.name]
+        return tuple(dict.fromkeys(names))
+
+    @property
+    def cri_dockerd_version(self) -> str:
+        return self.profile.cri_dockerd_version or self.facts.cri_dockerd
+
+    @property
+    def pause_image(self) -> str:
+        return f"{self.profile.mirrors.image_repository}/pause:{self.facts.pause}"
+
+    def cri_dockerd_url(self, arch: str) -> str:
+        version = self.cri_dockerd_version
+        return self.profile.mirrors.cri_dockerd.format(version=version, arch=arch)
+
+    @property
+    def kubernetes_repo_url(self) -> str:
+        return self.profile.mirrors.kubernetes_packages.format(minor=self.facts.minor_text)
+
+    @property
+    def docker_repo_url(self) -> str:
+        return self.profile.mirrors.docker_packages.format(family=self.profile.os_family)
+
+    def api_probe_targets(self) -> tuple[str, ...]:
+        """Where the init node looks for an existing cluster before it inits: endpoint, then every CP."""
+        c = self.profile.cluster
+        targets = [c.control_plane_endpoint] + [f"{cp.node.address}:{c.api_server_port}" for cp in self.control_planes]
+        return tuple(dict.fromkeys(targets))
+
+
+def _hash_passwords(profile: Profile, secret: ClusterSecret) -> tuple[tuple[str, str], ...]:
+    hashes = []
+    for user in profile.users:
+        if user.hashed_password:
+            hashes.append((user.name, user.hashed_password))
+        elif user.password:
+            from passlib.hash import sha512_crypt  # imported lazily: only builds with passwords pay for it
+
+            hasher = sha512_crypt.using(salt=secret.password_salt(user.name), rounds=656000)
+            hashes.append((user.name, hasher.hash(user.password)))
+    return tuple(hashes)
+
+
+def make_plan(profile: Profile, secret: ClusterSecret, pki: ClusterPKI) -> ClusterPlan:
+    facts = facts_for(profile.cluster.kubernetes_version)
+    if facts is None:  # the profile checks reject this first
+        raise ValueError(f"unsupported Kubernetes version {profile.cluster.kubernetes_version}")
+    first_cp = next(n for n in profile.nodes if n.is_control_plane)
+    ordered = [first_cp] + [n for n in profile.nodes if n.is_control_plane and n is not first_cp]
+    ordered += [n for n in profile.nodes if not n.is_control_plane]
+    order = {n.name: i for i, n in enumerate(ordered)}
+
+    def duty(node: Node) -> Duty:
+        if node is first_cp:
+            return Duty.INIT
+        return Duty.CONTROL_PLANE_JOIN if node.is_control_plane else Duty.WORKER_JOIN
+
+    nodes = tuple(NodePlan(n, duty(n), order[n.name]) for n in profile.nodes)
+    return ClusterPlan(profile, facts, pki, secret.bootstrap_token, nodes, _hash_passwords(profile, secret))

@@ -1,0 +1,230 @@
+"""Semantic checks the schema cannot express; each returns findings, never raises."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import string
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from k8sseed.errors import Finding
+from k8sseed.profile.source import Source
+from k8sseed.versions import IPVS_DEPRECATED_SINCE, NFTABLES_SINCE, facts_for, supported_minors
+
+Check = Callable[[Source], Iterator[Finding]]
+
+
+def _get(data: Any, *keys: str | int) -> Any:
+    for key in keys:
+        if isinstance(key, int):
+            if not isinstance(data, list) or key >= len(data):
+                return None
+        elif not isinstance(data, dict):
+            return None
+        data = data[key] if isinstance(key, int) else data.get(key)
+    return data
+
+
+def _iface(text: Any) -> ipaddress.IPv4Interface | None:
+    try:
+        return ipaddress.IPv4Interface(text) if isinstance(text, str) and "/" in text else None
+    except ValueError:
+        return None
+
+
+def _net(text: Any) -> ipaddress.IPv4Network | None:
+    try:
+        return ipaddress.IPv4Network(text, strict=False) if isinstance(text, str) else None
+    except ValueError:
+        return None
+
+
+def _addr(text: Any) -> ipaddress.IPv4Address | None:
+    try:
+        return ipaddress.IPv4Address(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+
+
+def _nodes(src: Source) -> list[tuple[int, dict[str, Any]]]:
+    nodes = _get(src.data, "nodes")
+    return [(i, n) for i, n in enumerate(nodes) if isinstance(n, dict)] if isinstance(nodes, list) else []
+
+
+def endpoint_host_port(endpoint: str, default_port: int) -> tuple[str, int]:
+    host, _, port = endpoint.partition(":")
+    return host, int(port) if port else default_port
+
+
+def check_unique(src: Source) -> Iterator[Finding]:
+    for key, what in (("name", "node name"), ("ip", "address"), ("mac", "MAC address")):
+        seen: dict[str, int] = {}
+        for i, node in _nodes(src):
+            value = node.get(key)
+            if not isinstance(value, str):
+                continue
+            norm = value.lower() if key == "mac" else value.split("/")[0] if key == "ip" else value
+            if norm in seen:
+                yield src.finding(("nodes", i, key),
+                                  f"{what} '{value}' is already used by nodes[{seen[norm]}]: every node needs its own")
+            else:
+                seen[norm] = i
+
+
+def check_subnets(src: Source) -> Iterator[Finding]:
+    cluster = _get(src.data, "cluster") or {}
+    for key in ("podSubnet", "serviceSubnet"):
+        net = _net(cluster.get(key)) if isinstance(cluster, dict) else None
+        if net and str(net) != cluster.get(key):
+            yield src.finding(("cluster", key), f"'{cluster.get(key)}' has host bits set: did you mean '{net}'?")
+    pod = _net(_get(src.data, "cluster", "podSubnet") or "192.168.0.0/16")
+    svc = _net(_get(src.data, "cluster", "serviceSubnet") or "10.96.0.0/12")
+    if pod and svc and pod.overlaps(svc):
+        yield src.finding(("cluster", "serviceSubnet"),
+                          f"service subnet {svc} overlaps the pod subnet {pod}: choose disjoint ranges")
+    for i, node in _nodes(src):
+        iface = _iface(node.get("ip"))
+        if not iface:
+            continue
+        for label, net in (("pod", pod), ("service", svc)):
+            if net and iface.network.overlaps(net):
+                yield src.finding(("nodes", i, "ip"),
+                                  f"node network {iface.network} overlaps the {label} subnet {net}: "
+                                  f"routing would break; move cluster.{label}Subnet elsewhere")
+        if iface.ip == iface.network.network_address or (
+                iface.network.prefixlen < 31 and iface.ip == iface.network.broadcast_address):
+            yield src.finding(("nodes", i, "ip"),
+                              f"'{node['ip']}' is the network or broadcast address of {iface.network}: pick a host address")
+
+
+def check_gateways(src: Source) -> Iterator[Finding]:
+    default_gw = _addr(_get(src.data, "network", "gateway"))
+    for i, node in _nodes(src):
+        iface = _iface(node.get("ip"))
+        own = _addr(node.get("gateway"))
+        gw = own or default_gw
+        if not iface or not gw:
+            continue
+        path = ("nodes", i, "gateway") if own else ("network", "gateway")
+        if gw not in iface.network:
+            yield src.finding(path, f"gateway {gw} is not in {node.get('name', 'the node')}'s subnet {iface.network}: "
+                                    "set a per-node 'gateway' or fix the address")
+        elif gw == iface.ip:
+            yield src.finding(path, f"gateway {gw} is the node's own address")
+
+
+def check_endpoint(src: Source) -> Iterator[Finding]:
+    endpoint = _get(src.data, "cluster", "controlPlaneEndpoint")
+    if not isinstance(endpoint, str):
+        return
+    host, port = endpoint_host_port(endpoint, 6443)
+    if not 1 <= port <= 65535:
+        yield src.finding(("cluster", "controlPlaneEndpoint"), f"port {port} is outside 1-65535")
+    ip = _addr(host)
+    if ip is None:
+        return
+    for i, node in _nodes(src):
+        iface = _iface(node.get("ip"))
+        if iface and iface.ip == ip:
+            yield src.finding(("nodes", i, "ip"),
+                              f"{ip} is the control-plane endpoint: the endpoint must be a VIP or load balancer "
+                              "address that no node owns, or every node would depend on this one")
+
+
+def check_control_planes(src: Source) -> Iterator[Finding]:
+    nodes = _nodes(src)
+    if not nodes:
+        return
+    count = sum(1 for _, n in nodes if n.get("role") == "control-plane")
+    if count == 0:
+        yield src.finding(("nodes",), "no node has role 'control-plane': the first control-plane node runs kubeadm init")
+    elif count % 2 == 0:
+        yield src.finding(("nodes",),
+                          f"{count} control-plane nodes: stacked etcd needs a majority of members to keep quorum, "
+                          f"so {count} nodes tolerate no more failures than {count - 1}; use an odd number (1, 3 or 5)")
+
+
+def check_version(src: Source) -> Iterator[Finding]:
+    version = _get(src.data, "cluster", "kubernetesVersion")
+    if not isinstance(version, str) or not re.fullmatch(r"v?1\.[0-9]+\.[0-9]+", version):
+        return
+    facts = facts_for(version)
+    if facts is None:
+        yield src.finding(("cluster", "kubernetesVersion"),
+                          f"Kubernetes {version} is not in k8sseed's version table; supported minors: {supported_minors()}")
+        return
+    mode = _get(src.data, "kubeProxy", "mode")
+    if mode == "nftables" and facts.minor < NFTABLES_SINCE:
+        yield src.finding(("kubeProxy", "mode"),
+                          f"kube-proxy nftables mode needs Kubernetes 1.31 or newer (it is alpha behind a feature "
+                          f"gate before); use ipvs or iptables with {version}")
+
+
+def check_url_placeholders(src: Source) -> Iterator[Finding]:
+    allowed = {"kubernetesPackages": {"minor"}, "dockerPackages": {"family"}, "criDockerd": {"version", "arch"},
+               "apt": set()}
+    mirrors = _get(src.data, "mirrors")
+    if not isinstance(mirrors, dict):
+        return
+    for key, names in allowed.items():
+        url = mirrors.get(key)
+        if not isinstance(url, str):
+            continue
+        try:
+            used = {name for _, name, _, _ in string.Formatter().parse(url) if name is not None}
+        except ValueError:
+            yield src.finding(("mirrors", key), f"'{url}' has an unbalanced '{{' or '}}'")
+            continue
+        for name in sorted(used - names):
+            known = ", ".join("{" + n + "}" for n in sorted(names)) or "none"
+            yield src.finding(("mirrors", key), f"unknown placeholder '{{{name}}}' in '{url}' (known here: {known})")
+
+
+def check_users(src: Source) -> Iterator[Finding]:
+    users = _get(src.data, "os", "users")
+    if not isinstance(users, list):
+        return
+    seen: set[str] = set()
+    for i, user in enumerate(users):
+        if not isinstance(user, dict):
+            continue
+        if "password" in user and "hashedPassword" in user:
+            yield src.finding(("os", "users", i, "password"), "give either 'password' or 'hashedPassword', not both")
+        name = user.get("name")
+        if isinstance(name, str):
+            if name in seen:
+                yield src.finding(("os", "users", i, "name"), f"user '{name}' is listed twice")
+            if name == "root":
+                yield src.finding(("os", "users", i, "name"),
+                                  "'root' cannot be managed here: add a named user with sudo instead")
+            seen.add(name)
+
+
+CHECKS: tuple[Check, ...] = (check_unique, check_subnets, check_gateways, check_endpoint, check_control_planes,
+                             check_version, check_url_placeholders, check_users)
+
+
+def semantic_findings(src: Source) -> list[Finding]:
+    findings: list[Finding] = []
+    for check in CHECKS:
+        findings.extend(check(src))
+    return findings
+
+
+def warnings_for(src: Source) -> list[str]:
+    """Things that build fine but deserve a word."""
+    out: list[str] = []
+    version = _get(src.data, "cluster", "kubernetesVersion")
+    facts = facts_for(version) if isinstance(version, str) else None
+    mode = _get(src.data, "kubeProxy", "mode") or "ipvs"
+    if facts and mode == "ipvs" and facts.minor >= IPVS_DEPRECATED_SINCE:
+        out.append(f"kube-proxy ipvs mode is deprecated from Kubernetes 1.35 (KEP-5495) and {version} logs a warning "
+                   "at startup; consider kubeProxy.mode: nftables")
+    if not _get(src.data, "runtime", "criDockerd", "sha256"):
+        out.append("runtime.criDockerd.sha256 is not set: nodes download cri-dockerd over HTTPS without a checksum "
+                   "check; set it to the release tarball's sha256")
+    if _get(src.data, "cluster", "bootstrapTokenTTL") in (None, "0"):
+        out.append("the bootstrap token never expires (cluster.bootstrapTokenTTL: 0) so nodes added later can join; "
+                   "anyone holding a seed can join a node until you delete the token")
+    return out

@@ -1,0 +1,48 @@
+"""load_profile: the only place that reads a profile file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from k8sseed.errors import Finding, ProfileError
+from k8sseed.profile.checks import semantic_findings, warnings_for
+from k8sseed.profile.model import Profile, apply_defaults, build_model
+from k8sseed.profile.schema_check import profile_schema, schema_findings
+from k8sseed.profile.source import parse_yaml
+
+
+@dataclass(frozen=True)
+class LoadedProfile:
+    profile: Profile
+    warnings: tuple[str, ...]
+    text: str
+
+
+def load_profile_text(text: str, filename: str = "profile.yaml") -> LoadedProfile:
+    src = parse_yaml(text)
+    if src.findings:
+        raise ProfileError(filename, src.findings)
+    if not isinstance(src.data, dict):
+        raise ProfileError(filename, [Finding("", "the profile must be a YAML mapping with 'cluster' and 'nodes'", 1, 1)])
+    findings = schema_findings(src) + semantic_findings(src)
+    if findings:
+        raise ProfileError(filename, list(dict.fromkeys(findings)))
+    schema = profile_schema()
+    data = apply_defaults(schema, src.data, schema["$defs"])
+    return LoadedProfile(build_model(data), tuple(warnings_for(src)), text)
+
+
+def load_profile(path: str | Path) -> LoadedProfile:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ProfileError(str(path), [Finding("", f"cannot read the profile: {exc.strerror}")]) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProfileError(str(path), [Finding("", f"the profile is not UTF-8 (byte {exc.start}): save it as UTF-8")]) from exc
+    if "\x00" in text:
+        raise ProfileError(str(path), [Finding("", "the profile contains a NUL byte: it is not a text file")])
+    return load_profile_text(text, str(path))

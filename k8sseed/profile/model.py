@@ -1,0 +1,174 @@
+"""The validated, defaulted profile as frozen dataclasses."""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from k8sseed.profile.checks import endpoint_host_port
+
+
+class Role(str, Enum):
+    CONTROL_PLANE = "control-plane"
+    WORKER = "worker"
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    effect: str
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    role: Role
+    ip: ipaddress.IPv4Interface
+    mac: str
+    gateway: ipaddress.IPv4Address | None
+    interface_name: str | None
+    arch: str
+    labels: tuple[tuple[str, str], ...]
+    taints: tuple[Taint, ...] | None
+
+    @property
+    def address(self) -> str:
+        return str(self.ip.ip)
+
+    @property
+    def is_control_plane(self) -> bool:
+        return self.role is Role.CONTROL_PLANE
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    sudo: bool
+    ssh_authorized_keys: tuple[str, ...]
+    password: str | None
+    hashed_password: str | None
+    shell: str
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    kubernetes_version: str
+    endpoint_host: str
+    endpoint_port: int
+    pod_subnet: str
+    service_subnet: str
+    dns_domain: str
+    topology: str
+    api_server_port: int
+    bootstrap_token_ttl: str
+    join_timeout_seconds: int
+    pki_not_before: str
+    ca_validity_days: int
+
+    @property
+    def control_plane_endpoint(self) -> str:
+        return f"{self.endpoint_host}:{self.endpoint_port}"
+
+
+@dataclass(frozen=True)
+class Ipvs:
+    scheduler: str
+    strict_arp: bool
+    tcp_timeout: str | None
+    tcp_fin_timeout: str | None
+    udp_timeout: str | None
+
+
+@dataclass(frozen=True)
+class Mirrors:
+    apt: str | None
+    kubernetes_packages: str
+    docker_packages: str
+    image_repository: str
+    cri_dockerd: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    cluster: Cluster
+    lb_mode: str
+    docker_source: str
+    docker_version: str | None
+    cri_dockerd_version: str | None
+    cri_dockerd_sha256: str | None
+    kube_proxy_mode: str
+    ipvs: Ipvs
+    gateway: ipaddress.IPv4Address | None
+    nameservers: tuple[str, ...]
+    search_domains: tuple[str, ...]
+    mtu: int | None
+    mirrors: Mirrors
+    os_family: str
+    timezone: str
+    ntp_servers: tuple[str, ...]
+    users: tuple[User, ...]
+    nodes: tuple[Node, ...]
+
+
+def apply_defaults(schema: dict[str, Any], data: Any, defs: dict[str, Any]) -> Any:
+    """Fill in the schema's defaults, recursively, on a copy of data."""
+    if "$ref" in schema:
+        schema = defs[schema["$ref"].rsplit("/", 1)[1]]
+    if isinstance(data, dict) and "properties" in schema:
+        out = dict(data)
+        for key, sub in schema["properties"].items():
+            if key not in out and "default" in sub:
+                out[key] = copy.deepcopy(sub["default"])
+            if key in out:
+                out[key] = apply_defaults(sub, out[key], defs)
+        return out
+    if isinstance(data, list) and isinstance(schema.get("items"), dict):
+        return [apply_defaults(schema["items"], item, defs) for item in data]
+    return data
+
+
+def _node(raw: dict[str, Any]) -> Node:
+    taints = raw.get("taints")
+    return Node(
+        name=raw["name"], role=Role(raw["role"]), ip=ipaddress.IPv4Interface(raw["ip"]), mac=raw["mac"].lower(),
+        gateway=ipaddress.IPv4Address(raw["gateway"]) if raw.get("gateway") else None,
+        interface_name=raw.get("interfaceName"), arch=raw["arch"],
+        labels=tuple(sorted(raw["labels"].items())),
+        taints=None if taints is None else tuple(Taint(t["key"], t["effect"], t.get("value")) for t in taints),
+    )
+
+
+def build_model(data: dict[str, Any]) -> Profile:
+    c = data["cluster"]
+    host, port = endpoint_host_port(c["controlPlaneEndpoint"], c["apiServerPort"])
+    cluster = Cluster(
+        name=c["name"], kubernetes_version=c["kubernetesVersion"].lstrip("v"), endpoint_host=host, endpoint_port=port,
+        pod_subnet=c["podSubnet"], service_subnet=c["serviceSubnet"], dns_domain=c["dnsDomain"],
+        topology=c["topology"], api_server_port=c["apiServerPort"], bootstrap_token_ttl=c["bootstrapTokenTTL"],
+        join_timeout_seconds=c["joinTimeoutSeconds"], pki_not_before=c["pki"]["notBefore"],
+        ca_validity_days=c["pki"]["caValidityDays"],
+    )
+    rt, kp, net, mi, os_ = data["runtime"], data["kubeProxy"], data["network"], data["mirrors"], data["os"]
+    ipvs = kp["ipvs"]
+    return Profile(
+        cluster=cluster,
+        lb_mode=data["controlPlaneLB"]["mode"],
+        docker_source=rt["docker"]["source"], docker_version=rt["docker"].get("version"),
+        cri_dockerd_version=rt["criDockerd"].get("version"), cri_dockerd_sha256=rt["criDockerd"].get("sha256"),
+        kube_proxy_mode=kp["mode"],
+        ipvs=Ipvs(ipvs["scheduler"], ipvs["strictARP"], ipvs.get("tcpTimeout"), ipvs.get("tcpFinTimeout"),
+                  ipvs.get("udpTimeout")),
+        gateway=ipaddress.IPv4Address(net["gateway"]) if net.get("gateway") else None,
+        nameservers=tuple(net["nameservers"]), search_domains=tuple(net["searchDomains"]), mtu=net.get("mtu"),
+        mirrors=Mirrors(mi.get("apt"), mi["kubernetesPackages"], mi["dockerPackages"], mi["imageRepository"],
+                        mi["criDockerd"]),
+        os_family=os_["family"], timezone=os_["timezone"], ntp_servers=tuple(os_["ntpServers"]),
+        users=tuple(User(u["name"], u["sudo"], tuple(u["sshAuthorizedKeys"]), u.get("password"),
+                         u.get("hashedPassword"), u["shell"]) for u in os_["users"]),
+        nodes=tuple(_node(n) for n in data["nodes"]),
+    )

@@ -1,0 +1,101 @@
+"""Validate profile data against schemas/profile.schema.json and explain each failure."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+from k8sseed.errors import Finding
+from k8sseed.profile.source import Path, Source
+
+
+@functools.cache
+def profile_schema() -> dict[str, Any]:
+    text = resources.files("k8sseed").joinpath("schemas/profile.schema.json").read_text("utf-8")
+    return json.loads(text)
+
+
+@functools.cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(profile_schema())
+
+
+_TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "a whole number",
+               "boolean": "true or false", "number": "a number"}
+
+
+def _show(value: Any) -> str:
+    text = repr(value) if not isinstance(value, str) else "'" + value + "'"
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return text.encode("unicode_escape").decode("ascii") if any(ord(c) < 32 for c in text) else text
+
+
+def _explain(error: jsonschema.ValidationError) -> tuple[Path, str]:
+    path: Path = tuple(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    validator = error.validator
+    if validator == "additionalProperties":
+        known = sorted(schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(known))
+        key = extra[0]
+        hint = difflib.get_close_matches(key, known, n=1)
+        fix = f"did you mean '{hint[0]}'?" if hint else f"known keys: {', '.join(known)}"
+        return (*path, key), f"unknown key '{key}': {fix}"
+    if validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else str(error.validator_value)
+        return path, f"missing required key '{missing}'"
+    if validator in ("pattern", "const", "format") and "x-error" in schema:
+        return path, f"{_show(error.instance)} {schema['x-error']}"
+    if validator == "enum":
+        choices = ", ".join(str(c) for c in error.validator_value)
+        return path, f"{_show(error.instance)} is not one of: {choices}"
+    if validator == "type":
+        wanted = error.validator_value
+        names = " or ".join(_TYPE_NAMES.get(t, t) for t in (wanted if isinstance(wanted, list) else [wanted]))
+        return path, f"{_show(error.instance)} must be {names}"
+    if validator in ("minLength", "maxLength") and "x-error" in schema:
+        return path, f"{_show(error.instance)} {schema['x-error']}"
+    if validator == "maxLength":
+        return path, f"is longer than {error.validator_value} characters"
+    if validator == "minLength":
+        return path, f"must be at least {error.validator_value} characters long"
+    if validator in ("minimum", "maximum"):
+        bound = "at least" if validator == "minimum" else "at most"
+        return path, f"{_show(error.instance)} must be {bound} {error.validator_value}"
+    if validator in ("minItems", "maxItems"):
+        bound = "at least" if validator == "minItems" else "at most"
+        return path, f"must have {bound} {error.validator_value} entries"
+    if validator == "propertyNames":
+        return path, f"{error.message}"
+    return path, error.message
+
+
+def schema_findings(src: Source) -> list[Finding]:
+    findings: list[Finding] = []
+    for error in _validator().iter_errors(src.data):
+        if error.validator == "propertyNames":
+            # Report the offending key itself, with the label-key explanation.
+            bad = error.instance
+            for sub in error.context or []:
+                bad = sub.instance
+                break
+            hint = profile_schema()["$defs"]["labelKey"]["x-error"]
+            findings.append(src.finding((*error.absolute_path, str(bad)), f"{_show(bad)} {hint}"))
+            continue
+        if error.validator == "additionalProperties":
+            known = set((error.schema or {}).get("properties", {}))
+            for key in sorted(set(error.instance) - known):
+                sub = jsonschema.ValidationError("", validator="additionalProperties", schema=error.schema,
+                                                 instance={key: None}, path=error.absolute_path)
+                path, message = _explain(sub)
+                findings.append(src.finding(path, message))
+            continue
+        path, message = _explain(error)
+        findings.append(src.finding(path, message))
+    return findings

@@ -1,0 +1,93 @@
+"""The cluster secret file and every value derived from it (DESIGN §4)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from k8sseed.errors import SecretError
+
+SECRET_BYTES = 32
+_TOKEN_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+_SALT_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+# Every derived value has its own label; changing one changes that value only.
+LABEL_BOOTSTRAP_TOKEN = "k8sseed/v1/bootstrap-token"
+LABEL_CERTIFICATE_KEY = "k8sseed/v1/certificate-key"
+LABEL_CA_KEY = "k8sseed/v1/ca-key/{name}"
+LABEL_CA_SERIAL = "k8sseed/v1/ca-serial/{name}"
+LABEL_SA_KEY = "k8sseed/v1/service-account-key"
+LABEL_PASSWORD_SALT = "k8sseed/v1/password-salt/{user}"
+
+
+@dataclass(frozen=True)
+class ClusterSecret:
+    key: bytes
+
+    def derive(self, label: str, length: int = 32) -> bytes:
+        return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=label.encode("utf-8")).derive(self.key)
+
+    def _text(self, label: str, alphabet: str, length: int) -> str:
+        number = int.from_bytes(self.derive(label, 48), "big")
+        chars = []
+        for _ in range(length):
+            number, digit = divmod(number, len(alphabet))
+            chars.append(alphabet[digit])
+        return "".join(chars)
+
+    @property
+    def bootstrap_token(self) -> str:
+        text = self._text(LABEL_BOOTSTRAP_TOKEN, _TOKEN_ALPHABET, 22)
+        return f"{text[:6]}.{text[6:]}"
+
+    @property
+    def certificate_key(self) -> str:
+        return self.derive(LABEL_CERTIFICATE_KEY).hex()
+
+    def password_salt(self, user: str) -> str:
+        return self._text(LABEL_PASSWORD_SALT.format(user=user), _SALT_ALPHABET, 16)
+
+
+def new_secret_text() -> str:
+    return base64.b64encode(os.urandom(SECRET_BYTES)).decode("ascii") + "\n"
+
+
+def write_new_secret(path: Path) -> None:
+    """Create the secret file with mode 0600; never overwrite an existing one."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as exc:
+        raise SecretError(f"{path} already exists: k8sseed init never overwrites a cluster secret") from exc
+    with os.fdopen(fd, "w") as handle:
+        handle.write(new_secret_text())
+
+
+def read_secret(path: Path) -> ClusterSecret:
+    try:
+        info = path.stat()
+    except FileNotFoundError as exc:
+        raise SecretError(f"{path}: cluster secret not found; create one with 'k8sseed init' or pass --secret FILE") from exc
+    except OSError as exc:
+        raise SecretError(f"{path}: cannot read the cluster secret: {exc.strerror}") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise SecretError(f"{path}: the cluster secret must be a regular file")
+    if info.st_mode & 0o077:
+        raise SecretError(f"{path}: mode {stat.S_IMODE(info.st_mode):04o} lets other users read the cluster secret; "
+                          f"run 'chmod 600 {path}'")
+    if info.st_uid != os.geteuid():
+        raise SecretError(f"{path}: owned by uid {info.st_uid}, not by you (uid {os.geteuid()}); "
+                          "the secret must belong to the user who builds")
+    try:
+        key = base64.b64decode(path.read_text("ascii").strip(), validate=True)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise SecretError(f"{path}: not a base64 cluster secret (expected {SECRET_BYTES} random bytes in base64)") from exc
+    if len(key) != SECRET_BYTES:
+        raise SecretError(f"{path}: the secret holds {len(key)} bytes; expected {SECRET_BYTES} (create one with 'k8sseed init')")
+    return ClusterSecret(key)

@@ -1,0 +1,77 @@
+"""NodeSeed: one node's user-data, meta-data and network-config, from the components."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from k8sseed.components import Component, NodeFile, NodeFragment
+from k8sseed.components.bootstrap import bootstrap_fragment, env_file
+from k8sseed.components.kubernetes import kubernetes_fragment
+from k8sseed.components.load_balancer import load_balancer_fragment
+from k8sseed.components.network import network_config
+from k8sseed.components.os_prep import os_prep_fragment
+from k8sseed.components.runtime import runtime_fragment
+from k8sseed.components.system import system_fragment
+from k8sseed.plan import ClusterPlan, NodePlan
+from k8sseed.yamltext import dump
+
+COMPONENTS: tuple[Component, ...] = (
+    system_fragment,
+    os_prep_fragment,
+    runtime_fragment,
+    kubernetes_fragment,
+    load_balancer_fragment,
+    bootstrap_fragment,
+)
+
+
+@dataclass(frozen=True)
+class NodeSeed:
+    name: str
+    user_data: bytes
+    meta_data: bytes
+    network_config: bytes
+
+    def files(self) -> tuple[tuple[str, bytes], ...]:
+        return (("user-data", self.user_data), ("meta-data", self.meta_data),
+                ("network-config", self.network_config))
+
+
+def _write_files(files: list[NodeFile]) -> list[dict[str, Any]]:
+    seen: dict[str, NodeFile] = {}
+    for f in files:
+        if f.path in seen and seen[f.path] != f:
+            raise ValueError(f"two components write {f.path}")
+        seen[f.path] = f
+    return [{"path": f.path, "content": f.content, "owner": "root:root", "permissions": f.permissions}
+            for f in seen.values()]
+
+
+def user_data_dict(plan: ClusterPlan, node: NodePlan) -> dict[str, Any]:
+    fragments: list[NodeFragment] = [component(plan, node) for component in COMPONENTS]
+    config: dict[str, Any] = {}
+    files: list[NodeFile] = []
+    env: list[tuple[str, str | tuple[str, ...]]] = []
+    runcmd: list[list[str]] = []
+    for fragment in fragments:
+        overlap = set(config) & set(fragment.cloud_config)
+        if overlap:
+            raise ValueError(f"components disagree on cloud-config keys {sorted(overlap)}")
+        config.update(fragment.cloud_config)
+        files.extend(fragment.files)
+        env.extend(fragment.env)
+        runcmd.extend(list(cmd) for cmd in fragment.runcmd)
+    files.append(env_file(tuple(env)))
+    config["write_files"] = _write_files(files)
+    config["runcmd"] = runcmd
+    return config
+
+
+def build_seed(plan: ClusterPlan, node: NodePlan) -> NodeSeed:
+    user_data = ("#cloud-config\n" + dump(user_data_dict(plan, node))).encode("utf-8")
+    network = dump(network_config(plan, node)).encode("utf-8")
+    digest = hashlib.sha256(user_data + b"\0" + network).hexdigest()[:16]
+    meta = dump({"instance-id": f"k8sseed-{node.name}-{digest}", "local-hostname": node.name}).encode("utf-8")
+    return NodeSeed(node.name, user_data, meta, network)
