@@ -73,7 +73,8 @@ def read_secret(path: Path) -> ClusterSecret:
     try:
         info = path.stat()
     except FileNotFoundError as exc:
-        raise SecretError(f"{path}: cluster secret not found; create one with 'k8sseed init' or pass --secret FILE") from exc
+        raise SecretError(f"{path}: cluster secret not found; "
+                          "create one with 'k8sseed init' or pass --secret FILE") from exc
     except OSError as exc:
         raise SecretError(f"{path}: cannot read the cluster secret: {exc.strerror}") from exc
     if not stat.S_ISREG(info.st_mode):
@@ -87,7 +88,9 @@ def read_secret(path: Path) -> ClusterSecret:
     try:
         key = base64.b64decode(path.read_text("ascii").strip(), validate=True)
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise SecretError(f"{path}: not a base64 cluster secret (expected {SECRET_BYTES} random bytes in base64)") from exc
+        raise SecretError(f"{path}: not a base64 cluster secret "
+                          f"(expected {SECRET_BYTES} random bytes in base64)") from exc
     if len(key) != SECRET_BYTES:
-        raise SecretError(f"{path}: the secret holds {len(key)} bytes; expected {SECRET_BYTES} (create one with 'k8sseed init')")
+        raise SecretError(f"{path}: the secret holds {len(key)} bytes; expected {SECRET_BYTES} "
+                          "(create one with 'k8sseed init')")
     return ClusterSecret(key)

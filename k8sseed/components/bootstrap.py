@@ -28,5 +28,6 @@ def bootstrap_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
 
 
 def env_file(env: tuple[tuple[str, str | tuple[str, ...]], ...]) -> NodeFile:
-    return NodeFile(ENV_PATH, "# Written by k8sseed: per-node values for k8sseed-bootstrap\n"
+    return NodeFile(ENV_PATH, "# Written by k8sseed: per-node values, sourced by k8sseed-bootstrap\n"
+                    "# shellcheck shell=bash disable=SC2034\n"
                     + shell_assignments(env), "0600")

@@ -95,7 +95,8 @@ def check_subnets(src: Source) -> Iterator[Finding]:
         if iface.ip == iface.network.network_address or (
                 iface.network.prefixlen < 31 and iface.ip == iface.network.broadcast_address):
             yield src.finding(("nodes", i, "ip"),
-                              f"'{node['ip']}' is the network or broadcast address of {iface.network}: pick a host address")
+                              f"'{node['ip']}' is the network or broadcast address of {iface.network}: "
+                              "pick a host address")
 
 
 def check_gateways(src: Source) -> Iterator[Finding]:
@@ -138,7 +139,8 @@ def check_control_planes(src: Source) -> Iterator[Finding]:
         return
     count = sum(1 for _, n in nodes if n.get("role") == "control-plane")
     if count == 0:
-        yield src.finding(("nodes",), "no node has role 'control-plane': the first control-plane node runs kubeadm init")
+        yield src.finding(("nodes",),
+                          "no node has role 'control-plane': the first control-plane node runs kubeadm init")
     elif count % 2 == 0:
         yield src.finding(("nodes",),
                           f"{count} control-plane nodes: stacked etcd needs a majority of members to keep quorum, "
@@ -152,7 +154,8 @@ def check_version(src: Source) -> Iterator[Finding]:
     facts = facts_for(version)
     if facts is None:
         yield src.finding(("cluster", "kubernetesVersion"),
-                          f"Kubernetes {version} is not in k8sseed's version table; supported minors: {supported_minors()}")
+                          f"Kubernetes {version} is not in k8sseed's version table; "
+                          f"supported minors: {supported_minors()}")
         return
     mode = _get(src.data, "kubeProxy", "mode")
     if mode == "nftables" and facts.minor < NFTABLES_SINCE:

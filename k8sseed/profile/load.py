@@ -24,7 +24,8 @@ def load_profile_text(text: str, filename: str = "profile.yaml") -> LoadedProfil
     if src.findings:
         raise ProfileError(filename, src.findings)
     if not isinstance(src.data, dict):
-        raise ProfileError(filename, [Finding("", "the profile must be a YAML mapping with 'cluster' and 'nodes'", 1, 1)])
+        message = "the profile must be a YAML mapping with 'cluster' and 'nodes'"
+        raise ProfileError(filename, [Finding("", message, 1, 1)])
     findings = schema_findings(src) + semantic_findings(src)
     if findings:
         raise ProfileError(filename, list(dict.fromkeys(findings)))
@@ -42,7 +43,8 @@ def load_profile(path: str | Path) -> LoadedProfile:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ProfileError(str(path), [Finding("", f"the profile is not UTF-8 (byte {exc.start}): save it as UTF-8")]) from exc
+        message = f"the profile is not UTF-8 (byte {exc.start}): save it as UTF-8"
+        raise ProfileError(str(path), [Finding("", message)]) from exc
     if "\x00" in text:
         raise ProfileError(str(path), [Finding("", "the profile contains a NUL byte: it is not a text file")])
     return load_profile_text(text, str(path))

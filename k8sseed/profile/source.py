@@ -58,8 +58,8 @@ def _construct(loader: Any, node: yaml.Node, path: Path, src: Source) -> Any:
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             if isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:merge":
-                src.findings.append(Finding(format_path(path), "YAML merge keys ('<<') are not supported: write the keys out",
-                                            *_mark(key_node)))
+                message = "YAML merge keys ('<<') are not supported: write the keys out"
+                src.findings.append(Finding(format_path(path), message, *_mark(key_node)))
                 continue
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, str):

@@ -1,0 +1,49 @@
+# k8sseed: make install | demo | test | lint | bench | e2e   (system packages: sudo make deps)
+VENV   ?= .venv
+PYTHON ?= python3
+BIN     = $(VENV)/bin
+OUT    ?= out
+
+APT_PACKAGES = python3-venv python3-pip cloud-init shellcheck xorriso genisoimage bird2 keepalived haproxy \
+               cloud-image-utils openssl systemd iproute2 curl
+VM_PACKAGES  = qemu-system-x86 qemu-utils debootstrap e2fsprogs mtools dosfstools
+
+.PHONY: install demo test lint bench e2e deps e2e-deps clean
+
+$(BIN)/k8sseed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/k8sseed
+
+deps:
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES)
+
+e2e-deps: deps
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(VM_PACKAGES)
+
+# Build the reference cluster's seeds into $(OUT)/reference with a demo secret kept beside it.
+demo: install
+	mkdir -p $(OUT)
+	test -f $(OUT)/demo.secret || (umask 077 && head -c 32 /dev/urandom | base64 > $(OUT)/demo.secret)
+	$(BIN)/k8sseed validate profiles/reference.yaml
+	$(BIN)/k8sseed build profiles/reference.yaml -o $(OUT)/reference --secret $(OUT)/demo.secret
+	$(BIN)/k8sseed inspect $(OUT)/reference/cp-1.iso
+
+test: install
+	$(BIN)/pytest -q -m "not vm"
+
+lint: install
+	$(BIN)/ruff check k8sseed tests bench
+
+bench: install
+	$(BIN)/python bench/build_benchmark.py --nodes 1000
+
+e2e: install
+	$(BIN)/pytest -q -m vm
+
+clean:
+	rm -rf $(VENV) $(OUT) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,68 @@
+"""Shared fixtures: builds of the example profiles with a throwaway secret, and the upstream schemas."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PROFILES = REPO / "profiles"
+EXAMPLE_PROFILES = sorted(PROFILES.glob("*.yaml"))
+
+
+def _find_shared() -> Path:
+    for candidate in (os.environ.get("K8SSEED_SHARED"), REPO.parent / "shared", REPO.parent.parent / "shared"):
+        if candidate and (Path(candidate) / "upstream-schemas").is_dir():
+            return Path(candidate)
+    pytest.exit("upstream schemas not found: set K8SSEED_SHARED to the shared/ directory", returncode=4)
+    raise AssertionError
+
+
+SHARED = _find_shared()
+SCHEMAS = SHARED / "upstream-schemas"
+K8SSEED = str(Path(sys.executable).parent / "k8sseed")
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, check: bool = False) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([K8SSEED, *args], capture_output=True, text=True, env=env, check=check)
+
+
+def make_secret(directory: Path, name: str = "cluster.secret") -> Path:
+    path = directory / name
+    path.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def require_tool(name: str) -> str:
+    found = shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} is not installed: .ci/run installs it (apt-get); install it to run this test")
+    return found
+
+
+@pytest.fixture(scope="session")
+def upstream_index() -> dict[tuple[str, str], Path]:
+    index = json.loads((SCHEMAS / "index.json").read_text())
+    return {(e["apiVersion"], e["kind"]): SCHEMAS / e["file"] for e in index["entries"]}
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every example profile built once with its own secret: {profile stem: OUT}."""
+    outs = {}
+    for profile in EXAMPLE_PROFILES:
+        work = tmp_path_factory.mktemp(profile.stem)
+        secret = make_secret(work)
+        out = work / "out"
+        result = run_cli("build", str(profile), "-o", str(out), "--secret", str(secret))
+        assert result.returncode == 0, result.stderr
+        outs[profile.stem] = out
+    return outs
