@@ -204,8 +204,32 @@ def check_users(src: Source) -> Iterator[Finding]:
             seen.add(name)
 
 
-CHECKS: tuple[Check, ...] = (check_unique, check_subnets, check_gateways, check_endpoint, check_control_planes,
-                             check_version, check_url_placeholders, check_users)
+# NodeRestriction lets a kubelet set only these labels of the kubernetes.io / k8s.io namespaces on itself.
+_KUBELET_LABELS = {"kubernetes.io/hostname", "kubernetes.io/arch", "kubernetes.io/os",
+                   "beta.kubernetes.io/instance-type", "node.kubernetes.io/instance-type",
+                   "failure-domain.beta.kubernetes.io/region",
+                   "failure-domain.beta.kubernetes.io/zone", "topology.kubernetes.io/region",
+                   "topology.kubernetes.io/zone"}
+_KUBELET_PREFIXES = ("kubelet.kubernetes.io/", "node.kubernetes.io/")
+
+
+def check_labels(src: Source) -> Iterator[Finding]:
+    for i, node in _nodes(src):
+        labels = node.get("labels")
+        if not isinstance(labels, dict):
+            continue
+        for key in labels:
+            prefix = key.split("/")[0] if "/" in key else ""
+            restricted = prefix.endswith(("kubernetes.io", "k8s.io"))
+            if restricted and key not in _KUBELET_LABELS and not key.startswith(_KUBELET_PREFIXES):
+                yield src.finding(("nodes", i, "labels", key),
+                                  f"the kubelet may not set '{key}' on its own node (NodeRestriction admission), "
+                                  "so the join would fail; use your own prefix (e.g. example.com/role) or label the "
+                                  "node with kubectl after it joined")
+
+
+CHECKS: tuple[Check, ...] = (check_labels, check_unique, check_subnets, check_gateways, check_endpoint,
+                             check_control_planes, check_version, check_url_placeholders, check_users)
 
 
 def semantic_findings(src: Source) -> list[Finding]:
