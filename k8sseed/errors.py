@@ -16,7 +16,9 @@ class Finding:
 
     def render(self, filename: str) -> str:
         where = f"{filename}:{self.line}:{self.column}" if self.line else filename
-        return f"{where}: {self.path or '(top)'}: {self.message}"
+        line = f"{where}: {self.path or '(top)'}: {self.message}"
+        # One finding, one line: no control character of a profile may break the output.
+        return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in line)
 
 
 class ProfileError(Exception):

@@ -47,7 +47,8 @@ def test_render_prints_exactly_the_built_user_data(tmp_path):
     out = tmp_path / "out"
     assert run_cli("build", str(PROFILES / "reference.yaml"), "-o", str(out), "--secret", str(secret)).returncode == 0
     for which in ("user-data", "meta-data", "network-config"):
-        shown = run_cli("render", str(PROFILES / "reference.yaml"), "worker-2", "--secret", str(secret), "--file", which)
+        shown = run_cli("render", str(PROFILES / "reference.yaml"), "worker-2", "--secret", str(secret),
+                        "--file", which)
         assert shown.returncode == 0, shown.stderr
         assert shown.stdout.encode() == (out / "worker-2" / which).read_bytes()
     missing = run_cli("render", str(PROFILES / "reference.yaml"), "nope", "--secret", str(secret))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import re
 import string
@@ -117,8 +118,8 @@ def check_gateways(src: Source) -> Iterator[Finding]:
 
 def check_endpoint(src: Source) -> Iterator[Finding]:
     endpoint = _get(src.data, "cluster", "controlPlaneEndpoint")
-    if not isinstance(endpoint, str):
-        return
+    if not isinstance(endpoint, str) or not re.fullmatch(r"[^:\s]+(:[0-9]{1,5})?", endpoint):
+        return  # the schema reports its shape
     host, port = endpoint_host_port(endpoint, 6443)
     if not 1 <= port <= 65535:
         yield src.finding(("cluster", "controlPlaneEndpoint"), f"port {port} is outside 1-65535")
@@ -184,6 +185,20 @@ def check_url_placeholders(src: Source) -> Iterator[Finding]:
             yield src.finding(("mirrors", key), f"unknown placeholder '{{{name}}}' in '{url}' (known here: {known})")
 
 
+def check_pki_dates(src: Source) -> Iterator[Finding]:
+    text = _get(src.data, "cluster", "pki", "notBefore")
+    if not isinstance(text, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+        return
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        yield src.finding(("cluster", "pki", "notBefore"), f"'{text}' is not a calendar date (YYYY-MM-DD)")
+        return
+    if not dt.date(2000, 1, 1) <= day <= dt.date(2099, 12, 31):
+        yield src.finding(("cluster", "pki", "notBefore"),
+                          f"'{text}' is outside 2000-01-01..2099-12-31: use the day the cluster is first built")
+
+
 def check_users(src: Source) -> Iterator[Finding]:
     users = _get(src.data, "os", "users")
     if not isinstance(users, list):
@@ -222,14 +237,14 @@ def check_labels(src: Source) -> Iterator[Finding]:
             prefix = key.split("/")[0] if "/" in key else ""
             restricted = prefix.endswith(("kubernetes.io", "k8s.io"))
             if restricted and key not in _KUBELET_LABELS and not key.startswith(_KUBELET_PREFIXES):
-                yield src.finding(("nodes", i, "labels", key),
-                                  f"the kubelet may not set '{key}' on its own node (NodeRestriction admission), "
-                                  "so the join would fail; use your own prefix (e.g. example.com/role) or label the "
-                                  "node with kubectl after it joined")
+                message = (f"the kubelet may not set '{key}' on its own node (NodeRestriction admission), "
+                           "so the join would fail; use your own prefix (e.g. example.com/role) or label the "
+                           "node with kubectl after it joined")
+                yield src.finding(("nodes", i, "labels", key), message, at_key=True)
 
 
 CHECKS: tuple[Check, ...] = (check_labels, check_unique, check_subnets, check_gateways, check_endpoint,
-                             check_control_planes, check_version, check_url_placeholders, check_users)
+                             check_control_planes, check_version, check_url_placeholders, check_pki_dates, check_users)
 
 
 def semantic_findings(src: Source) -> list[Finding]:

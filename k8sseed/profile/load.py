@@ -9,7 +9,7 @@ from k8sseed.errors import Finding, ProfileError
 from k8sseed.profile.checks import semantic_findings, warnings_for
 from k8sseed.profile.model import Profile, apply_defaults, build_model
 from k8sseed.profile.schema_check import profile_schema, schema_findings
-from k8sseed.profile.source import parse_yaml
+from k8sseed.profile.source import line_col, parse_yaml
 
 
 @dataclass(frozen=True)
@@ -40,11 +40,17 @@ def load_profile(path: str | Path) -> LoadedProfile:
         raw = path.read_bytes()
     except OSError as exc:
         raise ProfileError(str(path), [Finding("", f"cannot read the profile: {exc.strerror}")]) from exc
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        message = "the profile is UTF-16 encoded (it starts with a byte-order mark), not UTF-8: save it as UTF-8"
+        raise ProfileError(str(path), [Finding("", message, 1, 1)])
+    if b"\x00" in raw:
+        line, column = line_col(raw, raw.index(b"\x00"))
+        message = "the profile contains a NUL byte: it is not a text file (UTF-16 or binary?); save it as UTF-8"
+        raise ProfileError(str(path), [Finding("", message, line, column)])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        message = f"the profile is not UTF-8 (byte {exc.start}): save it as UTF-8"
-        raise ProfileError(str(path), [Finding("", message)]) from exc
-    if "\x00" in text:
-        raise ProfileError(str(path), [Finding("", "the profile contains a NUL byte: it is not a text file")])
+        line, column = line_col(raw, exc.start)
+        message = f"byte 0x{raw[exc.start]:02x} is not UTF-8: save the profile as UTF-8"
+        raise ProfileError(str(path), [Finding("", message, line, column)]) from exc
     return load_profile_text(text, str(path))

@@ -20,9 +20,20 @@ def profile_schema() -> dict[str, Any]:
     return json.loads(text)
 
 
+def _is_integer(checker: object, instance: object) -> bool:
+    # JSON Schema counts 6443.0 as an integer; a port or MTU written that way must not reach a config.
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_StrictValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
+
+
 @functools.cache
 def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(profile_schema())
+    return _StrictValidator(profile_schema())
 
 
 _TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "a whole number",
@@ -70,23 +81,57 @@ def _explain(error: jsonschema.ValidationError) -> tuple[Path, str]:
         return path, f"{_show(error.instance)} must be {bound} {error.validator_value}"
     if validator in ("minItems", "maxItems"):
         bound = "at least" if validator == "minItems" else "at most"
-        return path, f"must have {bound} {error.validator_value} entries"
+        count = error.validator_value
+        return path, f"must have {bound} {count} {'entry' if count == 1 else 'entries'}"
     if validator == "propertyNames":
         return path, f"{error.message}"
     return path, error.message
 
 
+def _control_character_findings(src: Source, data: Any, path: Path) -> list[Finding]:
+    """No profile value is multi-line; a newline would also slip past the schema's ^...$ patterns."""
+    found: list[Finding] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if not key.isprintable():
+                found.append(src.finding((*path, key), "keys may not contain line breaks or control characters",
+                                         at_key=True))
+            found += _control_character_findings(src, value, (*path, key))
+    elif isinstance(data, list):
+        for i, item in enumerate(data):
+            found += _control_character_findings(src, item, (*path, i))
+    elif isinstance(data, str) and not data.isprintable() and path[-1:] != ("password",):
+        found.append(src.finding(path, f"{_show(data)} contains a line break or control character: "
+                                       "every profile value is a single line"))
+    return found
+
+
+def _unquoted_number(src: Source, error: jsonschema.ValidationError) -> str | None:
+    """A version, MAC or name that YAML read as a number: show what the user wrote and say to quote it."""
+    if error.validator != "type" or "string" not in str(error.validator_value):
+        return None
+    written = src.scalar_text.get(tuple(error.absolute_path))
+    if written is None or not isinstance(error.instance, (int, float, bool)):
+        return None
+    return (f"'{written}' was read by YAML as {type(error.instance).__name__} {error.instance!r}, not as text: "
+            f'quote it ("{written}")')
+
+
 def schema_findings(src: Source) -> list[Finding]:
-    findings: list[Finding] = []
+    findings: list[Finding] = _control_character_findings(src, src.data, ())
     for error in _validator().iter_errors(src.data):
-        if error.validator == "propertyNames":
-            # Report the offending key itself, with the label-key explanation.
+        if "propertyNames" in error.relative_schema_path or error.validator == "propertyNames":
+            # jsonschema reports the key as the instance at the mapping's path: point at the key itself.
             bad = error.instance
             for sub in error.context or []:
                 bad = sub.instance
                 break
             hint = profile_schema()["$defs"]["labelKey"]["x-error"]
-            findings.append(src.finding((*error.absolute_path, str(bad)), f"{_show(bad)} {hint}"))
+            findings.append(src.finding((*error.absolute_path, str(bad)), f"{_show(bad)} {hint}", at_key=True))
+            continue
+        quoted = _unquoted_number(src, error)
+        if quoted:
+            findings.append(src.finding(tuple(error.absolute_path), quoted))
             continue
         if error.validator == "additionalProperties":
             known = set((error.schema or {}).get("properties", {}))
@@ -94,7 +139,7 @@ def schema_findings(src: Source) -> list[Finding]:
                 sub = jsonschema.ValidationError("", validator="additionalProperties", schema=error.schema,
                                                  instance={key: None}, path=error.absolute_path)
                 path, message = _explain(sub)
-                findings.append(src.finding(path, message))
+                findings.append(src.finding(path, message, at_key=True))
             continue
         path, message = _explain(error)
         findings.append(src.finding(path, message))

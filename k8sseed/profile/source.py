@@ -16,6 +16,16 @@ except AttributeError:  # PyYAML without libyaml
 
 Path = tuple[str | int, ...]
 
+# A profile is a few hundred values per node; far more means alias expansion run wild.
+MAX_VALUES = 500_000
+
+
+def printable(text: str) -> str:
+    """One line, control characters shown as escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
 
 def format_path(path: Path) -> str:
     out = ""
@@ -23,8 +33,14 @@ def format_path(path: Path) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            out += f".{printable(part)}" if out else printable(part)
     return out
+
+
+def line_col(text: str | bytes, offset: int) -> tuple[int, int]:
+    newline = "\n" if isinstance(text, str) else b"\n"
+    before = text[:offset]
+    return before.count(newline) + 1, offset - (before.rfind(newline) + 1) + 1  # type: ignore[arg-type]
 
 
 @dataclass
@@ -33,6 +49,8 @@ class Source:
 
     data: Any
     positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    key_positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    scalar_text: dict[Path, str] = field(default_factory=dict)  # what the user wrote, for non-string scalars
     findings: list[Finding] = field(default_factory=list)
 
     def where(self, path: Path) -> tuple[int, int]:
@@ -43,43 +61,93 @@ class Source:
                 return pos
         return (1, 1)
 
-    def finding(self, path: Path, message: str) -> Finding:
-        line, column = self.where(path)
+    def finding(self, path: Path, message: str, at_key: bool = False) -> Finding:
+        """A finding at the value of path (or at its key, for problems with the key itself)."""
+        line, column = (self.key_positions.get(path) or self.where(path)) if at_key else self.where(path)
         return Finding(format_path(path), message, line, column)
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def _mark(node: yaml.Node) -> tuple[int, int]:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def _construct(loader: Any, node: yaml.Node, path: Path, src: Source) -> Any:
-    src.positions.setdefault(path, _mark(node))
-    if isinstance(node, yaml.MappingNode):
-        result: dict[Any, Any] = {}
+class _Builder:
+    def __init__(self, loader: Any, src: Source):
+        self.loader = loader
+        self.src = src
+        self.count = 0
+        self.active: set[int] = set()
+
+    def scalar(self, node: yaml.Node, path: Path) -> Any:
+        try:
+            value = self.loader.construct_object(node, deep=True)
+        except yaml.MarkedYAMLError:
+            raise
+        except (ValueError, KeyError, AttributeError, TypeError, OverflowError):
+            self.src.findings.append(Finding(format_path(path), f"'{printable(node.value)}' cannot be read as "
+                                             f"{node.tag.rsplit(':', 1)[-1]}: remove the tag or fix the value",
+                                             *_mark(node)))
+            return None
+        if isinstance(value, (bytes, bytearray)) or type(value).__module__ == "datetime":
+            # !!binary and unquoted dates are never what a profile means: keep the text.
+            return node.value
+        if not isinstance(value, str) and value is not None:
+            self.src.scalar_text[path] = node.value
+        return value
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        self.count += 1
+        if self.count > MAX_VALUES:
+            raise _TooLarge
+        self.src.positions.setdefault(path, _mark(node))
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node, path)
+        if id(node) in self.active:
+            self.src.findings.append(Finding(format_path(path), "this alias refers to itself: write the value out",
+                                             *_mark(node)))
+            return None
+        self.active.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            return self.mapping(node, path)
+        finally:
+            self.active.discard(id(node))
+
+    def mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
+        result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:merge":
                 message = "YAML merge keys ('<<') are not supported: write the keys out"
-                src.findings.append(Finding(format_path(path), message, *_mark(key_node)))
+                self.src.findings.append(Finding(format_path(path), message, *_mark(key_node)))
                 continue
-            key = loader.construct_object(key_node, deep=True)
+            key = self.scalar(key_node, path) if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(key, str):
-                src.findings.append(Finding(format_path(path), f"key {key!r} must be a string", *_mark(key_node)))
+                shown = printable(str(getattr(key_node, "value", "?")))
+                self.src.findings.append(Finding(format_path(path), f"key '{shown}' must be a string: quote it",
+                                                 *_mark(key_node)))
                 continue
             if key in result:
-                src.findings.append(Finding(format_path((*path, key)),
-                                            f"duplicate key '{key}': the second value would silently win; keep one",
-                                            *_mark(key_node)))
+                self.src.findings.append(Finding(format_path((*path, key)),
+                                                 f"duplicate key '{printable(key)}': the second value would "
+                                                 "silently win; keep one", *_mark(key_node)))
                 continue
-            src.positions[(*path, key)] = _mark(value_node)
-            result[key] = _construct(loader, value_node, (*path, key), src)
+            self.src.positions[(*path, key)] = _mark(value_node)
+            self.src.key_positions[(*path, key)] = _mark(key_node)
+            result[key] = self.build(value_node, (*path, key))
         return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(loader, item, (*path, i), src) for i, item in enumerate(node.value)]
-    value = loader.construct_object(node, deep=True)
-    if isinstance(value, (bytes, bytearray)) or type(value).__module__ == "datetime":
-        # !!binary and unquoted dates are never what a profile means: keep the text.
-        value = node.value
-    return value
+
+
+def _syntax_message(exc: yaml.MarkedYAMLError) -> str:
+    problem = exc.problem or "invalid YAML"
+    if "\t" in problem or "'\\t'" in problem:
+        problem += " (indent with spaces, not tabs)"
+    context = f"{exc.context}, " if exc.context else ""
+    return printable(f"YAML syntax error: {context}{problem}")
 
 
 def parse_yaml(text: str) -> Source:
@@ -91,14 +159,20 @@ def parse_yaml(text: str) -> Source:
         if node is None:
             src.findings.append(Finding("", "the profile is empty: start from 'k8sseed init'", 1, 1))
             return src
-        src.data = _construct(loader, node, (), src)
+        src.data = _Builder(loader, src).build(node, ())
+    except _TooLarge:
+        src.findings.append(Finding("", f"the profile expands to more than {MAX_VALUES} values (YAML aliases?): "
+                                    "write it out plainly", 1, 1))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = exc.problem or exc.context or "invalid YAML"
-        src.findings.append(Finding("", f"YAML syntax error: {problem}", line, column))
+        src.findings.append(Finding("", _syntax_message(exc), line, column))
+    except yaml.reader.ReaderError as exc:
+        line, column = line_col(text, exc.position)
+        src.findings.append(Finding("", f"character {exc.character!r} is not allowed in YAML: remove it",
+                                    line, column))
     except yaml.YAMLError as exc:
-        src.findings.append(Finding("", f"YAML error: {exc}", 1, 1))
+        src.findings.append(Finding("", printable(f"YAML error: {exc}"), 1, 1))
     finally:
         loader.dispose()
     return src
