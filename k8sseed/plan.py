@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from enum import Enum
 
 from k8sseed.pki import ClusterPKI
-from k8sseed.profile.model import Node, Profile
+from k8sseed.profile.model import BgpPeer, Node, Profile
 from k8sseed.secrets import ClusterSecret
 from k8sseed.versions import MinorFacts, facts_for
 
@@ -40,6 +41,39 @@ class ClusterPlan:
     bootstrap_token: str
     nodes: tuple[NodePlan, ...]
     password_hashes: tuple[tuple[str, str], ...]  # (user, crypt hash)
+    bgp_passwords: tuple[tuple[str, str], ...]  # (peer name, MD5 key) for peers with password: true
+    vrrp_password: str
+
+    @property
+    def vip(self) -> ipaddress.IPv4Address | None:
+        """The control-plane VIP k8sseed itself serves (bgp and keepalived-haproxy modes)."""
+        if self.profile.lb_mode == "external":
+            return None
+        return ipaddress.IPv4Address(self.profile.cluster.endpoint_host)
+
+    def bgp_peers_for(self, node: NodePlan) -> tuple[BgpPeer, ...]:
+        """Routers this node peers with: in its subnet, and matching the peer's node selector."""
+        if self.profile.bgp is None:
+            return ()
+        labels = dict(node.node.labels)
+        return tuple(p for p in self.profile.bgp.peers
+                     if p.address in node.node.ip.network
+                     and all(labels.get(k) == v for k, v in p.node_selector))
+
+    def bird_router_id(self, node: NodePlan) -> str:
+        """Router id of the host BIRD: unique per node and never the node IP, which calico-node's BIRD uses."""
+        index = node.bootstrap_order + 1
+        return f"100.127.{index >> 8}.{index & 255}"
+
+    @property
+    def calico_version(self) -> str:
+        return self.profile.calico.version or self.facts.calico
+
+    @property
+    def calico_encapsulation(self) -> str:
+        if self.profile.calico.encapsulation:
+            return self.profile.calico.encapsulation
+        return "None" if self.profile.bgp else "VXLAN"
 
     @property
     def init_node(self) -> NodePlan:
@@ -111,4 +145,7 @@ def make_plan(profile: Profile, secret: ClusterSecret, pki: ClusterPKI) -> Clust
         return Duty.CONTROL_PLANE_JOIN if node.is_control_plane else Duty.WORKER_JOIN
 
     nodes = tuple(NodePlan(n, duty(n), order[n.name]) for n in profile.nodes)
-    return ClusterPlan(profile, facts, pki, secret.bootstrap_token, nodes, _hash_passwords(profile, secret))
+    peers = profile.bgp.peers if profile.bgp else ()
+    bgp_passwords = tuple((p.name, secret.bgp_password(p.name)) for p in peers if p.password)
+    return ClusterPlan(profile, facts, pki, secret.bootstrap_token, nodes, _hash_passwords(profile, secret),
+                       bgp_passwords, secret.vrrp_password)

@@ -25,6 +25,9 @@ LABEL_CA_KEY = "k8sseed/v1/ca-key/{name}"
 LABEL_CA_SERIAL = "k8sseed/v1/ca-serial/{name}"
 LABEL_SA_KEY = "k8sseed/v1/service-account-key"
 LABEL_PASSWORD_SALT = "k8sseed/v1/password-salt/{user}"
+LABEL_BGP_PASSWORD = "k8sseed/v1/bgp-password/{peer}"
+LABEL_VRRP_PASSWORD = "k8sseed/v1/vrrp-password"
+_PASSWORD_ALPHABET = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,15 @@ class ClusterSecret:
 
     def password_salt(self, user: str) -> str:
         return self._text(LABEL_PASSWORD_SALT.format(user=user), _SALT_ALPHABET, 16)
+
+    def bgp_password(self, peer: str) -> str:
+        """TCP MD5 key for the sessions with one router: alphanumeric, so every config syntax takes it as is."""
+        return self._text(LABEL_BGP_PASSWORD.format(peer=peer), _PASSWORD_ALPHABET, 24)
+
+    @property
+    def vrrp_password(self) -> str:
+        # VRRP PASS authentication carries at most 8 characters.
+        return self._text(LABEL_VRRP_PASSWORD, _PASSWORD_ALPHABET, 8)
 
 
 def new_secret_text() -> str:

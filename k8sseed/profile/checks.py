@@ -167,7 +167,7 @@ def check_version(src: Source) -> Iterator[Finding]:
 
 def check_url_placeholders(src: Source) -> Iterator[Finding]:
     allowed = {"kubernetesPackages": {"minor"}, "dockerPackages": {"family"}, "criDockerd": {"version", "arch"},
-               "apt": set()}
+               "apt": set(), "calicoOperator": {"version"}, "purelbCRDs": {"version"}, "purelb": {"version"}}
     mirrors = _get(src.data, "mirrors")
     if not isinstance(mirrors, dict):
         return
@@ -197,6 +197,141 @@ def check_pki_dates(src: Source) -> Iterator[Finding]:
     if not dt.date(2000, 1, 1) <= day <= dt.date(2099, 12, 31):
         yield src.finding(("cluster", "pki", "notBefore"),
                           f"'{text}' is outside 2000-01-01..2099-12-31: use the day the cluster is first built")
+
+
+def _control_plane_nodes(src: Source) -> list[tuple[int, dict[str, Any]]]:
+    return [(i, n) for i, n in _nodes(src) if n.get("role") == "control-plane"]
+
+
+def check_lb_mode(src: Source) -> Iterator[Finding]:
+    mode = _get(src.data, "controlPlaneLB", "mode") or "external"
+    endpoint = _get(src.data, "cluster", "controlPlaneEndpoint")
+    if mode == "external" or not isinstance(endpoint, str) or not re.fullmatch(r"[^:\s]+(:[0-9]{1,5})?", endpoint):
+        return
+    host, port = endpoint_host_port(endpoint, _get(src.data, "cluster", "apiServerPort") or 6443)
+    vip = _addr(host)
+    where = ("cluster", "controlPlaneEndpoint")
+    if vip is None:
+        yield src.finding(where, f"controlPlaneLB.mode {mode} serves a VIP: the endpoint host must be an IPv4 "
+                                 f"address, not '{host}' (a DNS name can point at the VIP for humans)")
+        return
+    for key in ("podSubnet", "serviceSubnet"):
+        net = _net(_get(src.data, "cluster", key))
+        if net and vip in net:
+            yield src.finding(where, f"the VIP {vip} lies in cluster.{key} {net}: pick an address outside it")
+    if mode == "bgp" and not isinstance(_get(src.data, "bgp"), dict):
+        yield src.finding(("controlPlaneLB", "mode"), "mode bgp announces the VIP to routers: add a 'bgp' section "
+                                                      "with asNumber and peers")
+    if mode != "keepalived-haproxy":
+        return
+    haproxy_port = _get(src.data, "controlPlaneLB", "keepalived", "haproxyPort") or 8443
+    api_port = _get(src.data, "cluster", "apiServerPort") or 6443
+    if haproxy_port == api_port:
+        yield src.finding(("controlPlaneLB", "keepalived", "haproxyPort"),
+                          f"HAProxy and the API server would both bind {api_port} on the control-plane nodes: "
+                          "use another port (the kubeadm HA guide uses 8443)")
+    if port != haproxy_port:
+        yield src.finding(where, f"with keepalived-haproxy the endpoint must use HAProxy's port: "
+                                 f"write {host}:{haproxy_port} (or set controlPlaneLB.keepalived.haproxyPort: {port})")
+    for i, node in _control_plane_nodes(src):
+        iface = _iface(node.get("ip"))
+        if iface and vip not in iface.network:
+            yield src.finding(("nodes", i, "ip"), f"VRRP moves the VIP {vip} between control-plane nodes on one "
+                                                  f"subnet, but {node.get('name')} is in {iface.network}")
+        if not node.get("interfaceName"):
+            yield src.finding(("nodes", i), "keepalived needs the interface name: set interfaceName (e.g. uplink0) "
+                                            "on every control-plane node; the NIC is renamed to it at boot")
+
+
+def check_bgp(src: Source) -> Iterator[Finding]:
+    bgp = _get(src.data, "bgp")
+    if not isinstance(bgp, dict):
+        return
+    listen = bgp.get("calicoListenPort", 1790)
+    if listen == 179:
+        yield src.finding(("bgp", "calicoListenPort"), "the host BIRD owns TCP 179 on every node; calico-node's "
+                                                      "BIRD must listen elsewhere (default 1790)")
+    reserved = {_get(src.data, "cluster", "apiServerPort") or 6443: "the API server",
+                _get(src.data, "controlPlaneLB", "keepalived", "haproxyPort") or 8443: "HAProxy",
+                10250: "the kubelet", 2379: "etcd", 2380: "etcd"}
+    if listen in reserved:
+        yield src.finding(("bgp", "calicoListenPort"), f"port {listen} is taken by {reserved[listen]}")
+    peers = bgp.get("peers") if isinstance(bgp.get("peers"), list) else []
+    node_ips = {str(_iface(n.get("ip")).ip): n.get("name") for _, n in _nodes(src) if _iface(n.get("ip"))}
+    seen_names: dict[str, int] = {}
+    seen_addrs: dict[str, int] = {}
+    for j, peer in enumerate(peers):
+        if not isinstance(peer, dict):
+            continue
+        name, address = peer.get("name"), peer.get("address")
+        if isinstance(name, str):
+            if name in seen_names:
+                yield src.finding(("bgp", "peers", j, "name"), f"peer name '{name}' is used twice")
+            seen_names[name] = j
+        if isinstance(address, str):
+            if address in seen_addrs:
+                yield src.finding(("bgp", "peers", j, "address"),
+                                  f"{address} is listed twice: a router keeps one session per neighbor address")
+            seen_addrs[address] = j
+            if address in node_ips:
+                yield src.finding(("bgp", "peers", j, "address"), f"{address} is node {node_ips[address]}: "
+                                                                  "peers are the routers, not cluster nodes")
+            if peer.get("asNumber") == bgp.get("asNumber"):
+                yield src.finding(("bgp", "peers", j, "asNumber"), "the router must be in another AS than the "
+                                                                  "cluster (eBGP): ECMP and next hops rely on it")
+    for i, node in _nodes(src):
+        iface = _iface(node.get("ip"))
+        labels = node.get("labels") if isinstance(node.get("labels"), dict) else {}
+        if iface is None:
+            continue
+        matching = [p for p in peers if isinstance(p, dict) and _addr(p.get("address")) in iface.network
+                    and all(labels.get(k) == v for k, v in (p.get("nodeSelector") or {}).items())]
+        if peers and not matching:
+            yield src.finding(("nodes", i), f"{node.get('name')} has no BGP peer: no bgp.peers address is in its "
+                                            f"subnet {iface.network} with a matching nodeSelector, so its pod "
+                                            "routes would never reach the fabric")
+
+
+def check_purelb(src: Source) -> Iterator[Finding]:
+    purelb = _get(src.data, "purelb")
+    if not isinstance(purelb, dict) or not purelb.get("enabled"):
+        return
+    version = purelb.get("version", "0.16.6")
+    release = re.fullmatch(r"([0-9]+)\.([0-9]+)\.([0-9]+)", version) if isinstance(version, str) else None
+    if release and tuple(int(x) for x in release.groups()) < (0, 15, 0):
+        yield src.finding(("purelb", "version"), f"PureLB {version} speaks purelb.io/v1; k8sseed renders the "
+                                                 "purelb.io/v2 resources of PureLB 0.15 and newer")
+    pools = purelb.get("pools") if isinstance(purelb.get("pools"), list) else []
+    if not any(isinstance(p, dict) and p.get("name") == "default" for p in pools):
+        yield src.finding(("purelb", "pools"), "PureLB needs a pool named 'default' (Services without the "
+                                               "purelb.io/service-group annotation use it)")
+    taken = [(f"cluster.{k}", _net(_get(src.data, "cluster", k) or d))
+             for k, d in (("podSubnet", "192.168.0.0/16"), ("serviceSubnet", "10.96.0.0/12"))]
+    node_nets = {_iface(n.get("ip")).network for _, n in _nodes(src) if _iface(n.get("ip"))}
+    names: set[str] = set()
+    for j, pool in enumerate(pools):
+        if not isinstance(pool, dict):
+            continue
+        if pool.get("name") in names:
+            yield src.finding(("purelb", "pools", j, "name"), f"pool '{pool.get('name')}' is defined twice")
+        names.add(pool.get("name"))
+        subnet = _net(pool.get("subnet"))
+        if subnet is None:
+            continue
+        if str(subnet) != pool.get("subnet"):
+            yield src.finding(("purelb", "pools", j, "subnet"), f"host bits set: did you mean '{subnet}'?")
+        for label, net in taken:
+            if net and subnet.overlaps(net):
+                yield src.finding(("purelb", "pools", j, "subnet"), f"{subnet} overlaps {label} {net}")
+        local = any(subnet.subnet_of(n) or n.subnet_of(subnet) for n in node_nets)
+        if not local and not isinstance(_get(src.data, "bgp"), dict):
+            yield src.finding(("purelb", "pools", j, "subnet"), f"{subnet} is not a node subnet, so its addresses "
+                                                                "must be routed: add a 'bgp' section")
+        rng = pool.get("range")
+        if isinstance(rng, str) and "-" in rng:
+            first, last = (_addr(x) for x in rng.split("-", 1))
+            if first is None or last is None or first not in subnet or last not in subnet or first > last:
+                yield src.finding(("purelb", "pools", j, "range"), f"'{rng}' is not an ascending range inside {subnet}")
 
 
 def check_users(src: Source) -> Iterator[Finding]:
@@ -244,7 +379,8 @@ def check_labels(src: Source) -> Iterator[Finding]:
 
 
 CHECKS: tuple[Check, ...] = (check_labels, check_unique, check_subnets, check_gateways, check_endpoint,
-                             check_control_planes, check_version, check_url_placeholders, check_pki_dates, check_users)
+                             check_control_planes, check_version, check_url_placeholders, check_pki_dates, check_users,
+                             check_lb_mode, check_bgp, check_purelb)
 
 
 def semantic_findings(src: Source) -> list[Finding]:

@@ -91,12 +91,76 @@ class Mirrors:
     docker_packages: str
     image_repository: str
     cri_dockerd: str
+    calico_operator: str
+    purelb_crds: str
+    purelb: str
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    interval_seconds: int
+    failures: int
+    successes: int
+
+
+@dataclass(frozen=True)
+class Keepalived:
+    virtual_router_id: int
+    haproxy_port: int
+
+
+@dataclass(frozen=True)
+class BgpPeer:
+    name: str
+    address: ipaddress.IPv4Address
+    as_number: int
+    password: bool
+    node_selector: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Bgp:
+    as_number: int
+    calico_listen_port: int
+    bfd: bool
+    peers: tuple[BgpPeer, ...]
+
+
+@dataclass(frozen=True)
+class Calico:
+    version: str | None
+    encapsulation: str | None
+    nat_outgoing: bool
+    block_size: int
+    node_to_node_mesh: bool
+    advertise_service_cluster_ips: bool
+    service_external_ips: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LBPool:
+    name: str
+    subnet: ipaddress.IPv4Network
+    range: str | None
+    aggregation: str
+
+
+@dataclass(frozen=True)
+class PureLB:
+    enabled: bool
+    version: str
+    pools: tuple[LBPool, ...]
 
 
 @dataclass(frozen=True)
 class Profile:
     cluster: Cluster
     lb_mode: str
+    health_check: HealthCheck
+    keepalived: Keepalived
+    bgp: Bgp | None
+    calico: Calico
+    purelb: PureLB
     docker_source: str
     docker_version: str | None
     cri_dockerd_version: str | None
@@ -143,6 +207,14 @@ def _node(raw: dict[str, Any]) -> Node:
     )
 
 
+def _bgp(raw: dict[str, Any]) -> Bgp:
+    return Bgp(
+        as_number=raw["asNumber"], calico_listen_port=raw["calicoListenPort"], bfd=raw["bfd"],
+        peers=tuple(BgpPeer(p["name"], ipaddress.IPv4Address(p["address"]), p["asNumber"], p["password"],
+                            tuple(sorted(p["nodeSelector"].items()))) for p in raw["peers"]),
+    )
+
+
 def build_model(data: dict[str, Any]) -> Profile:
     c = data["cluster"]
     host, port = endpoint_host_port(c["controlPlaneEndpoint"], c["apiServerPort"])
@@ -155,9 +227,19 @@ def build_model(data: dict[str, Any]) -> Profile:
     )
     rt, kp, net, mi, os_ = data["runtime"], data["kubeProxy"], data["network"], data["mirrors"], data["os"]
     ipvs = kp["ipvs"]
+    lb, ca, pl = data["controlPlaneLB"], data["calico"], data["purelb"]
+    hc, ka = lb["healthCheck"], lb["keepalived"]
     return Profile(
         cluster=cluster,
-        lb_mode=data["controlPlaneLB"]["mode"],
+        lb_mode=lb["mode"],
+        health_check=HealthCheck(hc["intervalSeconds"], hc["failures"], hc["successes"]),
+        keepalived=Keepalived(ka["virtualRouterId"], ka["haproxyPort"]),
+        bgp=_bgp(data["bgp"]) if "bgp" in data else None,
+        calico=Calico(ca.get("version"), ca.get("encapsulation"), ca["natOutgoing"], ca["blockSize"],
+                      ca["nodeToNodeMesh"], ca["advertiseServiceClusterIPs"], tuple(ca["serviceExternalIPs"])),
+        purelb=PureLB(pl["enabled"], pl["version"],
+                      tuple(LBPool(p["name"], ipaddress.IPv4Network(p["subnet"]), p.get("range"), p["aggregation"])
+                            for p in pl["pools"])),
         docker_source=rt["docker"]["source"], docker_version=rt["docker"].get("version"),
         cri_dockerd_version=rt["criDockerd"].get("version"), cri_dockerd_sha256=rt["criDockerd"].get("sha256"),
         kube_proxy_mode=kp["mode"],
@@ -166,7 +248,7 @@ def build_model(data: dict[str, Any]) -> Profile:
         gateway=ipaddress.IPv4Address(net["gateway"]) if net.get("gateway") else None,
         nameservers=tuple(net["nameservers"]), search_domains=tuple(net["searchDomains"]), mtu=net.get("mtu"),
         mirrors=Mirrors(mi.get("apt"), mi["kubernetesPackages"], mi["dockerPackages"], mi["imageRepository"],
-                        mi["criDockerd"]),
+                        mi["criDockerd"], mi["calicoOperator"], mi["purelbCRDs"], mi["purelb"]),
         os_family=os_["family"], timezone=os_["timezone"], ntp_servers=tuple(os_["ntpServers"]),
         users=tuple(User(u["name"], u["sudo"], tuple(u["sshAuthorizedKeys"]), u.get("password"),
                          u.get("hashedPassword"), u["shell"]) for u in os_["users"]),
