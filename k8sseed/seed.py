@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from k8sseed.components import Component, NodeFile, NodeFragment
+from k8sseed.components.bird import bird_fragment
 from k8sseed.components.bootstrap import bootstrap_fragment, env_file
+from k8sseed.components.keepalived_haproxy import keepalived_haproxy_fragment
 from k8sseed.components.kubernetes import kubernetes_fragment
 from k8sseed.components.load_balancer import load_balancer_fragment
 from k8sseed.components.network import network_config
@@ -23,6 +25,8 @@ COMPONENTS: tuple[Component, ...] = (
     runtime_fragment,
     kubernetes_fragment,
     load_balancer_fragment,
+    bird_fragment,
+    keepalived_haproxy_fragment,
     bootstrap_fragment,
 )
 

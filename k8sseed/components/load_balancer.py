@@ -1,4 +1,5 @@
-"""Phase 4, load-balancer: what the control-plane endpoint mode needs on the node."""
+"""Phase 4, load-balancer: what the endpoint mode and BGP need on the node (configs come from bird.py and
+keepalived_haproxy.py; this fragment tells the bootstrap script which services to start)."""
 
 from __future__ import annotations
 
@@ -7,5 +8,9 @@ from k8sseed.plan import ClusterPlan, NodePlan
 
 
 def load_balancer_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
-    # external: the user's load balancer or DNS name already serves the endpoint.
-    return NodeFragment(env=(("K8SSEED_LB_MODE", plan.profile.lb_mode),))
+    return NodeFragment(env=(
+        ("K8SSEED_LB_MODE", plan.profile.lb_mode),
+        ("K8SSEED_BGP", "yes" if plan.profile.bgp else "no"),
+        ("K8SSEED_CONTROL_PLANE", "yes" if node.node.is_control_plane else "no"),
+        ("K8SSEED_VIP", str(plan.vip) if plan.vip else ""),
+    ))

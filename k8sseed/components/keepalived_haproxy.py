@@ -1,0 +1,10 @@
+"""Placeholder while the keepalived_haproxy component is written: contributes nothing yet."""
+
+from __future__ import annotations
+
+from k8sseed.components import NodeFragment
+from k8sseed.plan import ClusterPlan, NodePlan
+
+
+def keepalived_haproxy_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
+    return NodeFragment()
