@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from k8sseed.components import Component, NodeFile, NodeFragment
+from k8sseed.components.addons import addons_fragment
 from k8sseed.components.bird import bird_fragment
 from k8sseed.components.bootstrap import bootstrap_fragment, env_file
 from k8sseed.components.keepalived_haproxy import keepalived_haproxy_fragment
@@ -27,6 +28,7 @@ COMPONENTS: tuple[Component, ...] = (
     load_balancer_fragment,
     bird_fragment,
     keepalived_haproxy_fragment,
+    addons_fragment,
     bootstrap_fragment,
 )
 

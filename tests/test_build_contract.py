@@ -234,7 +234,8 @@ def test_kubeadm_api_follows_the_version_table(built):
 
 
 def test_cri_dockerd_gets_the_pause_image_of_the_kubernetes_minor(built):
-    expected = {"reference": "registry.k8s.io/pause:3.8", "single-node": "registry.k8s.io/pause:3.9",
+    expected = {"reference": "registry.k8s.io/pause:3.8", "keepalived-haproxy": "registry.k8s.io/pause:3.8",
+                "single-node": "registry.k8s.io/pause:3.9",
                 "current": "harbor.lab.example.com:5000/registry.k8s.io/pause:3.10.1"}
     for stem, out in built.items():
         seed = next(d for d in out.iterdir() if d.is_dir())
@@ -250,9 +251,9 @@ def test_init_configuration_pins_the_cri_socket_and_node_ip(built):
     assert init["nodeRegistration"]["criSocket"] == "unix:///var/run/cri-dockerd.sock"
     assert init["nodeRegistration"]["kubeletExtraArgs"] == {"node-ip": "10.20.0.11"}
     assert init["localAPIEndpoint"] == {"advertiseAddress": "10.20.0.11", "bindPort": 6443}
-    assert cluster["controlPlaneEndpoint"] == "10.20.0.10:6443"
+    assert cluster["controlPlaneEndpoint"] == "10.20.100.10:6443"
     assert cluster["kubernetesVersion"] == "v1.25.6"
-    assert set(cluster["apiServer"]["certSANs"]) >= {"10.20.0.10", "10.20.0.11", "10.20.0.12", "10.20.0.13"}
+    assert set(cluster["apiServer"]["certSANs"]) >= {"10.20.100.10", "10.20.0.11", "10.20.0.12", "10.20.0.13"}
     assert by_kind["KubeletConfiguration"]["cgroupDriver"] == "systemd"
     proxy = by_kind["KubeProxyConfiguration"]
     assert proxy["mode"] == "ipvs" and proxy["ipvs"] == {"scheduler": "rr", "strictARP": True}

@@ -222,6 +222,14 @@ def check_lb_mode(src: Source) -> Iterator[Finding]:
     if mode == "bgp" and not isinstance(_get(src.data, "bgp"), dict):
         yield src.finding(("controlPlaneLB", "mode"), "mode bgp announces the VIP to routers: add a 'bgp' section "
                                                       "with asNumber and peers")
+    if mode == "bgp":
+        for i, node in _nodes(src):
+            iface = _iface(node.get("ip"))
+            if iface and vip in iface.network:
+                yield src.finding(where, f"the BGP VIP {vip} lies in the node subnet {iface.network} "
+                                         f"({node.get('name')}): nodes would ARP for it instead of routing to it; "
+                                         "pick a VIP outside every node subnet")
+                break
     if mode != "keepalived-haproxy":
         return
     haproxy_port = _get(src.data, "controlPlaneLB", "keepalived", "haproxyPort") or 8443
