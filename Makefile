@@ -8,7 +8,7 @@ APT_PACKAGES = python3-venv python3-pip cloud-init shellcheck xorriso genisoimag
                cloud-image-utils openssl systemd iproute2 curl
 VM_PACKAGES  = qemu-system-x86 qemu-utils debootstrap e2fsprogs mtools dosfstools
 
-.PHONY: install demo test lint bench e2e deps e2e-deps clean
+.PHONY: install demo test lint bench e2e deps e2e-deps clean docs
 
 $(BIN)/k8sseed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,3 +47,6 @@ e2e: install
 
 clean:
 	rm -rf $(VENV) $(OUT) build *.egg-info .pytest_cache .ruff_cache
+
+docs: install
+	$(BIN)/python -m k8sseed.profile.reference_doc > docs/profile.md

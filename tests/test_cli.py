@@ -111,3 +111,9 @@ def test_pip_install_from_a_clean_checkout_gives_a_working_tool(tmp_path):
                                capture_output=True, text=True, cwd=tmp_path).stdout
     assert str(venv) in installed
     assert Path(out / "manifest.json").is_file()
+
+
+def test_profile_reference_doc_is_generated_from_the_schema():
+    from k8sseed.profile.reference_doc import render_reference
+
+    assert (REPO / "docs" / "profile.md").read_text() == render_reference(), "run: make docs"

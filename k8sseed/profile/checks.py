@@ -223,7 +223,7 @@ def check_lb_mode(src: Source) -> Iterator[Finding]:
         yield src.finding(("controlPlaneLB", "mode"), "mode bgp announces the VIP to routers: add a 'bgp' section "
                                                       "with asNumber and peers")
     if mode == "bgp":
-        for i, node in _nodes(src):
+        for _, node in _nodes(src):
             iface = _iface(node.get("ip"))
             if iface and vip in iface.network:
                 yield src.finding(where, f"the BGP VIP {vip} lies in the node subnet {iface.network} "
