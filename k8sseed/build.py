@@ -13,11 +13,12 @@ from k8sseed.errors import OutputError
 from k8sseed.pki import derive_pki
 from k8sseed.plan import ClusterPlan, make_plan
 from k8sseed.profile import load_profile
+from k8sseed.router_configs import router_configs
 from k8sseed.secrets import read_secret
 from k8sseed.seed import build_seed
 from k8sseed.writers.manifest import manifest, manifest_bytes
 from k8sseed.writers.output_dir import atomic_output_dir, check_replaceable
-from k8sseed.writers.seed_files import write_seed
+from k8sseed.writers.seed_files import write_router_files, write_seed
 
 SIZE_WARNINGS = ((65536, "64 KiB"), (16384, "16 KiB"))
 
@@ -59,6 +60,7 @@ def build(profile_path: Path, secret_path: Path, out: Path) -> BuildResult:
     epoch = source_date_epoch(plan)
     check_replaceable(out.absolute())
     seeds = [build_seed(plan, node) for node in plan.nodes]
+    routers = router_configs(plan)
     notes = list(warnings)
     for limit, label in SIZE_WARNINGS:
         over = [s for s in seeds if len(s.user_data) > limit]
@@ -75,6 +77,7 @@ def build(profile_path: Path, secret_path: Path, out: Path) -> BuildResult:
             iso_name, iso_sha, size = write_seed(seed, tmp, epoch)
             isos[seed.name] = (iso_name, iso_sha)
             written += size
+        written += write_router_files(routers, tmp, epoch)
         data = manifest_bytes(manifest(plan, profile_sha, isos))
         (tmp / "manifest.json").write_bytes(data)
         os.chmod(tmp / "manifest.json", 0o600)

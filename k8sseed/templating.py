@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import shlex
 
 import jinja2
@@ -13,6 +14,26 @@ def shell_quote(value: object) -> str:
     if "\x00" in text:
         raise ValueError("NUL cannot be passed to a shell")
     return shlex.quote(text)
+
+
+_CONFIG_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*")
+
+
+def config_word(value: object) -> str:
+    """A bare token for keepalived/HAProxy configs: no space, quote, brace or comment character to escape."""
+    text = str(value)
+    if not _CONFIG_WORD.fullmatch(text):
+        raise ValueError(f"{text!r} cannot be written as a bare word in a keepalived or HAProxy config")
+    return text
+
+
+def bird_string(value: object) -> str:
+    """A BIRD/FRR config string literal: BIRD's lexer has no escapes, so refuse what it cannot hold."""
+    text = str(value)
+    bad = sorted({c for c in text if c in '"\\' or not c.isprintable()})
+    if bad:
+        raise ValueError(f"{text!r} cannot be written as a BIRD string (contains {bad!r})")
+    return f'"{text}"'
 
 
 @functools.cache
@@ -29,6 +50,8 @@ def environment() -> jinja2.Environment:
         comment_end_string="--#>",
     )
     env.filters["shell_quote"] = shell_quote
+    env.filters["bird_string"] = bird_string
+    env.filters["config_word"] = config_word
     return env
 
 

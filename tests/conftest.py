@@ -66,3 +66,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         assert result.returncode == 0, result.stderr
         outs[profile.stem] = out
     return outs
+
+
+def node_dirs(out: Path) -> list[Path]:
+    """The per-node seed directories of a build (OUT/router/ and files are not nodes)."""
+    return sorted(d for d in out.iterdir() if (d / "user-data").is_file())

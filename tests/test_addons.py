@@ -7,7 +7,7 @@ from pathlib import Path
 
 import jsonschema
 import yaml
-from conftest import PROFILES
+from conftest import PROFILES, node_dirs
 
 
 def _files(seed_dir: Path) -> dict[str, str]:
@@ -17,7 +17,7 @@ def _files(seed_dir: Path) -> dict[str, str]:
 
 def _addon_docs(out: Path) -> list[dict]:
     docs = []
-    for seed in sorted(d for d in out.iterdir() if d.is_dir()):
+    for seed in node_dirs(out):
         for path, content in _files(seed).items():
             if path.startswith("/etc/k8sseed/addons/"):
                 docs += [d for d in yaml.safe_load_all(content) if d]
@@ -44,7 +44,7 @@ def test_every_calico_and_purelb_resource_passes_its_crd_schema(built, upstream_
 
 def test_only_the_init_node_installs_addons(built):
     out = built["reference"]
-    holders = [d.name for d in out.iterdir() if d.is_dir() and "/etc/k8sseed/addons/calico-installation.yaml"
+    holders = [d.name for d in node_dirs(out) if "/etc/k8sseed/addons/calico-installation.yaml"
                in _files(d)]
     assert holders == ["cp-1"]
 
@@ -82,7 +82,7 @@ def test_calico_pod_pool_and_autodetection_follow_the_profile(built):
 
 def test_calico_version_follows_the_kubernetes_minor(built):
     def env(out: Path) -> str:
-        init = next(d for d in out.iterdir() if d.is_dir() and "/etc/k8sseed/kubeadm-init.yaml" in _files(d))
+        init = next(d for d in node_dirs(out) if "/etc/k8sseed/kubeadm-init.yaml" in _files(d))
         return _files(init)["/etc/k8sseed/node.env"]
 
     assert "K8SSEED_CALICO_VERSION=3.25.2" in env(built["reference"])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PROFILES, make_secret, require_tool, run_cli
+from conftest import PROFILES, make_secret, node_dirs, require_tool, run_cli
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -91,17 +91,17 @@ def test_manifest_lists_every_node_with_iso_hash_and_no_secrets(built):
 
 def test_exactly_one_seed_runs_kubeadm_init(built):
     for out in built.values():
-        inits = [d.name for d in out.iterdir() if d.is_dir() and _node_env(d)["K8SSEED_DUTY"] == "init"]
+        inits = [d.name for d in node_dirs(out) if _node_env(d)["K8SSEED_DUTY"] == "init"]
         assert len(inits) == 1
         assert "/etc/k8sseed/kubeadm-init.yaml" in _write_files(out / inits[0])
-        others = [d for d in out.iterdir() if d.is_dir() and d.name != inits[0]]
+        others = [d for d in node_dirs(out) if d.name != inits[0]]
         assert all("/etc/k8sseed/kubeadm-init.yaml" not in _write_files(d) for d in others)
         assert _manifest(out)["nodes"][0]["name"] == inits[0]
 
 
 def test_every_joiner_pins_the_spki_hash_of_the_control_plane_ca(built):
     for out in built.values():
-        cp = next(d for d in out.iterdir() if d.is_dir() and _node_env(d)["K8SSEED_DUTY"] == "init")
+        cp = next(d for d in node_dirs(out) if _node_env(d)["K8SSEED_DUTY"] == "init")
         ca_pem = _write_files(cp)["/etc/kubernetes/pki/ca.crt"]
         cert = x509.load_pem_x509_certificate(ca_pem.encode())
         spki = cert.public_key().public_bytes(serialization.Encoding.DER,
@@ -112,7 +112,7 @@ def test_every_joiner_pins_the_spki_hash_of_the_control_plane_ca(built):
                              input=subprocess.run(["openssl", "x509", "-noout", "-pubkey"], input=ca_pem.encode(),
                                                   capture_output=True, check=True).stdout).stdout
         assert expected == "sha256:" + hashlib.sha256(der).hexdigest()
-        for seed in (d for d in out.iterdir() if d.is_dir()):
+        for seed in node_dirs(out):
             files = _write_files(seed)
             join = yaml.safe_load(files["/etc/k8sseed/kubeadm-join.yaml"])
             discovery = join["discovery"]["bootstrapToken"]
@@ -225,7 +225,7 @@ def test_rebuild_replaces_the_previous_output_completely(tmp_path):
 
 def test_kubeadm_api_follows_the_version_table(built):
     def api(out: Path) -> str:
-        init = next(d for d in out.iterdir() if d.is_dir() and _node_env(d)["K8SSEED_DUTY"] == "init")
+        init = next(d for d in node_dirs(out) if _node_env(d)["K8SSEED_DUTY"] == "init")
         return yaml.safe_load(_write_files(init)["/etc/k8sseed/kubeadm-join.yaml"])["apiVersion"]
 
     assert api(built["reference"]) == "kubeadm.k8s.io/v1beta3"  # 1.25
@@ -238,7 +238,7 @@ def test_cri_dockerd_gets_the_pause_image_of_the_kubernetes_minor(built):
                 "single-node": "registry.k8s.io/pause:3.9",
                 "current": "harbor.lab.example.com:5000/registry.k8s.io/pause:3.10.1"}
     for stem, out in built.items():
-        seed = next(d for d in out.iterdir() if d.is_dir())
+        seed = node_dirs(out)[0]
         unit = _write_files(seed)["/etc/systemd/system/cri-docker.service"]
         assert f"--pod-infra-container-image={expected[stem]}" in unit
 
@@ -301,7 +301,7 @@ def test_kubernetes_packages_come_from_pkgs_k8s_io_or_the_mirror(built):
     assert cur["K8SSEED_KUBERNETES_REPO"] == \
         "https://artifacts.lab.example.com/pkgs.k8s.io/core:/stable:/v1.34/deb/"
     for out in built.values():
-        for seed in (d for d in out.iterdir() if d.is_dir()):
+        for seed in node_dirs(out):
             text = (seed / "user-data").read_text()
             assert "apt.kubernetes.io" not in text and "packages.cloud.google.com" not in text
 

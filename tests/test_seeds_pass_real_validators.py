@@ -9,11 +9,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from conftest import SCHEMAS, require_tool
+from conftest import SCHEMAS, node_dirs, require_tool
 
 
 def _seed_dirs(built: dict[str, Path]) -> list[Path]:
-    return [d for out in built.values() for d in sorted(out.iterdir()) if d.is_dir()]
+    return [d for out in built.values() for d in node_dirs(out)]
 
 
 def _user_data(seed_dir: Path) -> dict:
@@ -122,7 +122,8 @@ def test_every_script_written_to_a_node_passes_shellcheck(built, tmp_path):
 def test_systemd_units_are_well_formed(built, tmp_path):
     analyze = require_tool("systemd-analyze")
     seed = next(d for d in _seed_dirs(built) if d.name == "cp-1")
-    units = {p: e for p, e in _written(seed).items() if p.startswith("/etc/systemd/system/")}
+    units = {p: e for p, e in _written(seed).items()
+             if p.startswith("/etc/systemd/system/") and p.count("/") == 4}
     assert set(units) >= {"/etc/systemd/system/k8sseed-bootstrap.service", "/etc/systemd/system/cri-docker.service",
                           "/etc/systemd/system/cri-docker.socket"}
     for path, entry in units.items():

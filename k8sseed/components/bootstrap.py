@@ -21,7 +21,9 @@ def bootstrap_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
         runcmd=(
             ("systemctl", "daemon-reload"),
             ("systemctl", "enable", "k8sseed-bootstrap.service"),
-            # --no-block: the unit is ordered after cloud-final, which is running this very command.
+            # --no-block: cloud-final (running this command) finishes now; the bootstrap takes minutes. No
+            # After=cloud-final in the unit: multi-user.target orders after it, and cloud-final after
+            # multi-user.target, so that ordering would be a cycle that systemd breaks by dropping the job.
             ("systemctl", "start", "--no-block", "k8sseed-bootstrap.service"),
         ),
     )

@@ -292,17 +292,35 @@ def check_bgp(src: Source) -> Iterator[Finding]:
         labels = node.get("labels") if isinstance(node.get("labels"), dict) else {}
         if iface is None:
             continue
-        matching = [p for p in peers if isinstance(p, dict) and _addr(p.get("address")) in iface.network
-                    and all(labels.get(k) == v for k, v in (p.get("nodeSelector") or {}).items())]
-        if peers and not matching:
+        usable = [(p, _addr(p.get("address"))) for p in peers if isinstance(p, dict)]
+        usable = [(p, a) for p, a in usable if a is not None and isinstance(p.get("nodeSelector", {}), dict)]
+        if len(usable) < len(peers):
+            continue  # the schema reports the broken peer
+        matching = [p for p, address in usable if address in iface.network
+                    and all(labels.get(k) == v for k, v in p.get("nodeSelector", {}).items())]
+        if not matching:
             yield src.finding(("nodes", i), f"{node.get('name')} has no BGP peer: no bgp.peers address is in its "
                                             f"subnet {iface.network} with a matching nodeSelector, so its pod "
                                             "routes would never reach the fabric")
 
 
+def check_external_ips(src: Source) -> Iterator[Finding]:
+    cidrs = _get(src.data, "calico", "serviceExternalIPs")
+    for j, cidr in enumerate(cidrs if isinstance(cidrs, list) else []):
+        net = _net(cidr)
+        if net and str(net) != cidr:
+            yield src.finding(("calico", "serviceExternalIPs", j), f"'{cidr}' has host bits set: did you mean '{net}'?")
+
+
 def check_purelb(src: Source) -> Iterator[Finding]:
     purelb = _get(src.data, "purelb")
-    if not isinstance(purelb, dict) or not purelb.get("enabled"):
+    if not isinstance(purelb, dict):
+        return
+    if not purelb.get("enabled"):
+        for j, pool in enumerate(purelb.get("pools") if isinstance(purelb.get("pools"), list) else []):
+            subnet = _net(pool.get("subnet")) if isinstance(pool, dict) else None
+            if subnet and str(subnet) != pool.get("subnet"):
+                yield src.finding(("purelb", "pools", j, "subnet"), f"host bits set: did you mean '{subnet}'?")
         return
     version = purelb.get("version", "0.16.6")
     release = re.fullmatch(r"([0-9]+)\.([0-9]+)\.([0-9]+)", version) if isinstance(version, str) else None
@@ -388,7 +406,7 @@ def check_labels(src: Source) -> Iterator[Finding]:
 
 CHECKS: tuple[Check, ...] = (check_labels, check_unique, check_subnets, check_gateways, check_endpoint,
                              check_control_planes, check_version, check_url_placeholders, check_pki_dates, check_users,
-                             check_lb_mode, check_bgp, check_purelb)
+                             check_lb_mode, check_bgp, check_purelb, check_external_ips)
 
 
 def semantic_findings(src: Source) -> list[Finding]:

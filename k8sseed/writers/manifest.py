@@ -20,6 +20,12 @@ def manifest(plan: ClusterPlan, profile_sha256: str, isos: dict[str, tuple[str, 
         "topology": p.cluster.topology,
         "lbMode": p.lb_mode,
         "caCertHash": plan.pki.ca_cert_hash,
+        "bgp": None if p.bgp is None else {
+            "asNumber": p.bgp.as_number,
+            "peers": [{"name": peer.name, "address": str(peer.address), "asNumber": peer.as_number,
+                       "configs": [f"router/{peer.name}.bird.conf", f"router/{peer.name}.frr.conf"]}
+                      for peer in p.bgp.peers],
+        },
         "nodes": [
             {"name": n.name, "role": n.node.role.value, "duty": n.duty.value, "ip": str(n.node.ip), "mac": n.node.mac,
              "iso": isos[n.name][0], "sha256": isos[n.name][1], "bootstrapOrder": n.bootstrap_order}

@@ -17,6 +17,21 @@ def _write(path: Path, data: bytes, epoch: int) -> None:
     os.utime(path, (epoch, epoch))
 
 
+def write_router_files(files: dict[str, str], out: Path, epoch: int) -> int:
+    """OUT/router/: the top-of-rack side of the BGP sessions (they hold the MD5 keys: 0600 like the seeds)."""
+    if not files:
+        return 0
+    folder = out / "router"
+    folder.mkdir(mode=0o700)
+    written = 0
+    for name, text in sorted(files.items()):
+        data = text.encode("utf-8")
+        _write(folder / name, data, epoch)
+        written += len(data)
+    os.utime(folder, (epoch, epoch))
+    return written
+
+
 def write_seed(seed: NodeSeed, out: Path, epoch: int) -> tuple[str, str, int]:
     """Returns (iso file name, iso sha256, bytes written)."""
     folder = out / seed.name

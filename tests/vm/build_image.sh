@@ -32,7 +32,7 @@ PACKAGES=(
   docker.io iptables
   bird2 ipvsadm ipset conntrack keepalived haproxy
   curl ca-certificates gnupg apt-transport-https chrony kmod iproute2 procps openssl jq
-  socat ethtool ebtables lsb-release less
+  socat ethtool ebtables lsb-release less locales
 )
 # shellcheck disable=SC2206
 EXTRA=(${K8SSEED_VM_EXTRA_PACKAGES:-})
@@ -43,8 +43,8 @@ compute_key() {
     printf 'extra=%s\n' "${K8SSEED_VM_EXTRA_PACKAGES:-}"
     find build_image.sh guest -type f | LC_ALL=C sort | while read -r f; do
       printf '%s %s\n' "$(sha256sum <"$f" | cut -d' ' -f1)" "$f"
-      # modes matter (executables)
-      stat -c '%a' "$f"
+      # the executable bit matters (git keeps only that; umask-dependent bits must not)
+      if [ "$f" != build_image.sh ] && [ -x "$f" ]; then echo x; else echo -; fi
     done
   ) | sha256sum | cut -c1-16
 }
@@ -85,12 +85,23 @@ if [ ! -f "$OUT/image.env" ]; then
   WORK="$CACHE/tmp-$KEY-$$"
   ROOT="$WORK/root"
   rm -rf "$WORK"; mkdir -p "$ROOT"
-  cleanup() { rm -rf "$WORK"; }
+  cleanup() {
+    # never rm -rf through a mount (a bind-mounted /dev would take host device nodes with it)
+    local m
+    for m in $(awk -v w="$WORK/" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r); do
+      umount -l "$m" 2>/dev/null || true
+    done
+    if awk -v w="$WORK/" 'index($2, w) == 1 {found=1} END {exit !found}' /proc/mounts; then
+      echo "build_image.sh: mounts left under $WORK, not removing it" >&2; return
+    fi
+    rm -rf "$WORK"
+  }
   trap cleanup EXIT
   log() { echo "[build_image $(date +%T)] $*" >&2; }
 
   log "debootstrap $SUITE (minbase) from $MIRROR into $ROOT"
-  debootstrap --variant=minbase --include="$BASE_INCLUDE" --cache-dir="$CACHE/debs" \
+  # in a private mount namespace: whatever debootstrap mounts in the target dies with it
+  unshare --mount --propagation private debootstrap --variant=minbase --include="$BASE_INCLUDE" --cache-dir="$CACHE/debs" \
     "$SUITE" "$ROOT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 || {
       tail -40 "$WORK/debootstrap.log" >&2; exit 1; }
 
@@ -149,14 +160,27 @@ EOF
 /dev/vda  /  ext4  rw,errors=remount-ro  0  1
 /swapfile none swap sw 0 0
 EOF
-  # a small swap file so that "swap off (and out of fstab)" is observable
-  dd if=/dev/zero of="$ROOT/swapfile" bs=1M count=64 status=none
+  # a small swap file so that "swap off (and out of fstab)" is observable. Filled with 0xff, not
+  # zeros: mkfs.ext4 -d would leave zero blocks as holes, and the kernel refuses a swapfile with holes
+  head -c 64M /dev/zero | tr '\0' '\377' >"$ROOT/swapfile"
   chmod 600 "$ROOT/swapfile"
   mkswap "$ROOT/swapfile" >/dev/null
 
+  # locale: cloud-init's locale module sets en_US.UTF-8 by default
+  echo "en_US.UTF-8 UTF-8" >"$ROOT/etc/locale.gen"
+  echo "LANG=en_US.UTF-8" >"$ROOT/etc/default/locale"
+
+  # lean: no kernel modules for hardware a QEMU guest does not have (about 200 MB)
+  for d in sound drivers/gpu drivers/media drivers/infiniband drivers/iio drivers/staging \
+           drivers/net/wireless drivers/net/ethernet drivers/bluetooth net/bluetooth net/mac80211 \
+           net/wireless drivers/isdn drivers/comedi; do
+    rm -rf "$ROOT"/usr/lib/modules/*/kernel/"$d"
+  done
+
   # initramfs: only what is needed to mount an ext4 root on virtio-blk (small = fast under TCG)
   echo "MODULES=list" >"$ROOT/etc/initramfs-tools/conf.d/k8sseed.conf"
-  printf '%s\n' virtio_pci virtio_blk virtio_scsi virtio_net ext4 crc32c_generic >>"$ROOT/etc/initramfs-tools/modules"
+  # ahci/sr_mod/isofs too: the seed CD-ROM is then probed early, before cloud-init-local looks
+  printf '%s\n' virtio_pci virtio_blk virtio_scsi virtio_net ext4 crc32c_generic ahci sr_mod cdrom isofs >>"$ROOT/etc/initramfs-tools/modules"
 
   unshare --mount --propagation private /bin/bash -euo pipefail -c '
     R="$1"
@@ -164,6 +188,8 @@ EOF
     mount -t sysfs sysfs "$R/sys"
     mount --bind /dev "$R/dev"
     export LC_ALL=C.UTF-8 PATH=/usr/sbin:/usr/bin:/sbin:/bin
+    chroot "$R" locale-gen
+    for k in "$R"/usr/lib/modules/*; do chroot "$R" depmod -a "$(basename "$k")"; done
     chroot "$R" update-initramfs -u -k all
     chroot "$R" systemctl enable systemd-networkd.service k8sseed-test-collect.service \
       k8sseed-test-console.service
@@ -171,6 +197,8 @@ EOF
     chroot "$R" systemctl disable apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
       e2scrub_reap.service fstrim.timer 2>/dev/null || true
     chroot "$R" systemctl mask systemd-timesyncd.service 2>/dev/null || true
+    # no login prompt on the serial console: its vhangup() would cut the test console mirror
+    chroot "$R" systemctl mask serial-getty@ttyS0.service
     chroot "$R" passwd -l root
   ' _ "$ROOT" >>"$WORK/apt.log" 2>&1 || { tail -40 "$WORK/apt.log" >&2; exit 1; }
 

@@ -27,6 +27,7 @@ See tests/vm/README.md for the list of files.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -37,8 +38,9 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "build_image.sh"
@@ -83,12 +85,12 @@ class Image:
     info: dict = dataclasses.field(default_factory=dict, compare=False)
 
     @classmethod
-    def from_env(cls, text: str) -> "Image":
+    def from_env(cls, text: str) -> Image:
         env = _parse_env(text)
         return cls(Path(env["IMAGE"]), Path(env["KERNEL"]), Path(env["INITRD"]), env.get("KEY", ""), env)
 
     @classmethod
-    def from_rootfs(cls, rootfs: os.PathLike | str) -> "Image":
+    def from_rootfs(cls, rootfs: os.PathLike | str) -> Image:
         """An image given by its rootfs.img; vmlinuz and initrd.img sit beside it."""
         rootfs = Path(rootfs).resolve()
         env_file = rootfs.parent / "image.env"
@@ -227,7 +229,7 @@ class VMResult:
     results_dir: Path | None
     overlay: Path
     workdir: Path
-    vm: "VM | None" = dataclasses.field(default=None, repr=False)
+    vm: VM | None = dataclasses.field(default=None, repr=False)
 
     @property
     def complete(self) -> bool:
@@ -291,6 +293,10 @@ class VMResult:
         itf = self.interface_by_mac(mac) or {}
         return [f"{a['local']}/{a['prefixlen']}" for a in itf.get("addr_info", []) if a.get("family") == family]
 
+    def extra(self, path: str) -> Path | None:
+        """A file or directory copied because of VM(collect_extra=[path]), or None."""
+        return self.path("extra/" + path.lstrip("/"))
+
     def standin_calls(self, tool: str | None = None) -> list[dict]:
         """Calls of the kubeadm/kubelet/kubectl/cri-dockerd stand-ins: {time, tool, argv, files}."""
         calls = []
@@ -320,9 +326,6 @@ def _drive_path(p: os.PathLike | str) -> str:
     return str(p).replace(",", ",,")
 
 
-NetSpec = "str | tuple[str, str] | dict"
-
-
 class VM:
     """One VM: an overlay over the image that survives reboots, one QEMU process at a time.
 
@@ -338,7 +341,8 @@ class VM:
                  accel: str | None = None, extra_net: Iterable | None = None,
                  overlay: os.PathLike | str | None = None, collect: bool = True,
                  collect_timeout: int = 900, collect_grace: int = 30, poweroff: bool = True,
-                 append: str = "", qemu_args: Sequence[str] = ()):
+                 collect_extra: Sequence[str] = (), append: str = "", qemu_args: Sequence[str] = (),
+                 netdev: str = "user"):
         self.image = _as_image(image)
         self.seed_iso = Path(seed_iso).resolve() if seed_iso else None
         self.mac = mac
@@ -351,8 +355,13 @@ class VM:
         self.collect_timeout = collect_timeout
         self.collect_grace = collect_grace
         self.poweroff = poweroff
+        self.collect_extra = list(collect_extra)
+        for p in self.collect_extra:
+            if not p.startswith("/") or any(c in p for c in ", \t\n\"'"):
+                raise VMError(f"collect_extra: absolute paths without commas or spaces only: {p!r}")
         self.append = append
         self.qemu_args = list(qemu_args)
+        self.netdev = netdev
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"k8sseed-vm-{name}-")).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -376,7 +385,7 @@ class VM:
     def results_out(self) -> Path:
         return self.workdir / f"{self.name}-results-{self.boots}"
 
-    def __enter__(self) -> "VM":
+    def __enter__(self) -> VM:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -387,7 +396,7 @@ class VM:
         return self.proc is not None and self.proc.poll() is None
 
     def _netdevs(self) -> list[str]:
-        nics: list[tuple[str, str]] = [(self.mac, "user,restrict=on")]
+        nics: list[tuple[str, str]] = [(self.mac, self.netdev)]
         for spec in self.extra_net:
             if isinstance(spec, str):
                 nics.append((spec, "user,restrict=on"))
@@ -397,8 +406,8 @@ class VM:
                 nics.append((spec[0], spec[1]))
         args = []
         for i, (mac, netdev) in enumerate(nics):
-            if netdev.split(",")[0] == "user" and "restrict=" not in netdev:
-                netdev += ",restrict=on"
+            if netdev.split(",")[0] == "user":   # never let a VM reach out
+                netdev = ",".join(o for o in netdev.split(",") if not o.startswith("restrict=")) + ",restrict=on"
             args += ["-netdev", f"{netdev},id=n{i}",
                      "-device", f"virtio-net-pci,netdev=n{i},mac={mac},romfile="]
         return args
@@ -411,6 +420,8 @@ class VM:
             append += ["k8sseed.collect=1", f"k8sseed.collect_timeout={int(self.collect_timeout)}",
                        f"k8sseed.collect_grace={int(self.collect_grace)}",
                        f"k8sseed.poweroff={1 if self.poweroff else 0}"]
+            if self.collect_extra:
+                append.append("k8sseed.collect_extra=" + ",".join(self.collect_extra))
         if self.append:
             append.append(self.append)
         cmd = [QEMU, "-name", f"k8sseed-{self.name}", "-nodefaults", "-no-user-config",
@@ -438,7 +449,7 @@ class VM:
         cmd += self.qemu_args
         return cmd
 
-    def start(self) -> "VM":
+    def start(self) -> VM:
         """Boot (again): the overlay is created on the first boot and kept afterwards."""
         if self.running():
             raise VMError(f"VM {self.name} is already running")
@@ -457,7 +468,7 @@ class VM:
         cmd = self.command()
         (self.workdir / f"{self.name}-qemu-{self.boots}.cmd").write_text(
             " ".join(_shquote(c) for c in cmd) + "\n")
-        self._stderr = open(self.workdir / f"{self.name}-qemu-{self.boots}.stderr", "wb")
+        self._stderr = open(self.workdir / f"{self.name}-qemu-{self.boots}.stderr", "wb")  # noqa: SIM115 (closed in _result)
         self._t0 = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._stderr,
                                      stderr=self._stderr)
@@ -508,10 +519,8 @@ class VM:
 
     def _result(self, timed_out: bool) -> VMResult:
         wall = time.monotonic() - self._t0
-        try:
+        with contextlib.suppress(Exception):
             self._stderr.close()
-        except Exception:
-            pass
         results = read_results_disk(self.results_disk, self.results_out)
         res = VMResult(name=self.name, boot=self.boots, accel=self.accel or "?",
                        returncode=self.proc.returncode if self.proc else None,
@@ -576,9 +585,9 @@ def make_seed_iso(out: os.PathLike | str, user_data: str, meta_data: str,
             (Path(td) / n).write_text(c)
         names = [str(Path(td) / n) for n in files]
         if shutil.which("xorriso"):
-            cmd = ["xorriso", "-as", "mkisofs", "-quiet", "-V", "cidata", "-J", "-R", "-o", str(out)] + names
+            cmd = ["xorriso", "-as", "mkisofs", "-quiet", "-V", "cidata", "-J", "-R", "-o", str(out), *names]
         elif shutil.which("genisoimage"):
-            cmd = ["genisoimage", "-quiet", "-V", "cidata", "-J", "-r", "-o", str(out)] + names
+            cmd = ["genisoimage", "-quiet", "-V", "cidata", "-J", "-r", "-o", str(out), *names]
         else:
             raise VMError("neither xorriso nor genisoimage is installed")
         _run(cmd)

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the k8sseed test stand-ins for kubeadm, kubelet, kubectl and cri-dockerd.
 # TEST IMAGE ONLY: these are not the real tools. Every call is appended to
 #   /var/log/k8sseed-standin.log    human-readable: "=== <time> <tool> <argv...>" then any config
@@ -58,8 +59,11 @@ standin_log() {
       content=$(cat "$a")
       fj=$(jq -c --arg k "$name" --arg v "$content" '. + {($k): $v}' <<<"$fj")
     done
-    jq -cn --arg time "$now" --arg tool "$tool" --argjson files "$fj" \
-      '{time: $time, tool: $tool, argv: $ARGS.positional, files: $files}' --args "$@" \
+    # argv goes in as --arg values (never parsed as jq options, unlike --args)
+    local jargs=() n=0
+    for a in "$@"; do jargs+=(--arg "a$n" "$a"); n=$((n + 1)); done
+    jq -cn --arg time "$now" --arg tool "$tool" --argjson files "$fj" --argjson n "$n" "${jargs[@]}" \
+      '{time: $time, tool: $tool, argv: [range($n) as $i | $ARGS.named["a\($i)"]], files: $files}' \
       >>"$STANDIN_JSONL" 2>/dev/null || true
   fi
   [ -n "$stdin_tmp" ] && rm -f "$stdin_tmp"
@@ -69,6 +73,16 @@ standin_log() {
 # run "forever" when started by systemd (so `systemctl is-active` says active), else return
 standin_daemon() {
   if [ -n "${INVOCATION_ID:-}" ]; then
+    if [ -n "${NOTIFY_SOCKET:-}" ]; then
+      # Type=notify units (cri-docker.service): become a main process that reports READY=1, like the real daemon.
+      exec python3 -c 'import os, socket, time
+addr = os.environ["NOTIFY_SOCKET"]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.connect("\0" + addr[1:] if addr.startswith("@") else addr)
+s.send(b"READY=1")
+while True:
+    time.sleep(3600)'
+    fi
     exec sleep infinity
   fi
 }

@@ -1,0 +1,447 @@
+"""BGP: the host BIRD on every node, the health-gated API VIP and the routers' configs, checked by real BIRD.
+
+The namespace test runs the generated configs in network namespaces: one router, three control-plane nodes
+(each with an API stand-in and the generated vip-health script) and, on cp-1, a BIRD configured the way
+calico-node's is, to show that both BIRDs coexist and the router learns the VIP, pod blocks and pool routes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, make_secret, require_tool
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from k8sseed.build import load_plan
+from k8sseed.components.bird import bird_fragment
+from k8sseed.plan import ClusterPlan, NodePlan
+from k8sseed.router_configs import router_configs
+from k8sseed.templating import bird_string
+
+PROFILE = REPO / "tests" / "profiles" / "bgp-test.yaml"
+BIRD_CONF = "/etc/bird/bird.conf"
+VIP_SCRIPT = "/usr/local/sbin/k8sseed-vip-health"
+BGP_SLACK = 3.0  # seconds allowed for BGP updates and scheduling on top of the health check's own delay
+
+
+def _netns_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root for network namespaces"
+    if not shutil.which("ip") or subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
+        return "`ip netns` is not available"
+    return None
+
+
+@pytest.fixture(scope="module")
+def plan(tmp_path_factory: pytest.TempPathFactory) -> ClusterPlan:
+    secret = make_secret(tmp_path_factory.mktemp("bgp-secret"))
+    return load_plan(PROFILE, secret)[0]
+
+
+def _files(plan: ClusterPlan, node: NodePlan) -> dict[str, str]:
+    return {f.path: f.content for f in bird_fragment(plan, node).files}
+
+
+def _node(plan: ClusterPlan, name: str) -> NodePlan:
+    return next(n for n in plan.nodes if n.name == name)
+
+
+def _bird_parse(conf: Path) -> None:
+    result = subprocess.run([require_tool("bird"), "-p", "-c", str(conf)], capture_output=True, text=True)
+    assert result.returncode == 0, f"{conf.name}: {result.stderr}\n{conf.read_text()}"
+
+
+# ---------------------------------------------------------------- generated files
+
+
+def test_every_node_bird_conf_passes_bird_parse(plan, tmp_path):
+    for node in plan.nodes:
+        conf = tmp_path / f"{node.name}.conf"
+        conf.write_text(_files(plan, node)[BIRD_CONF])
+        _bird_parse(conf)
+
+
+def test_every_built_example_profile_bird_conf_passes_bird_parse(built, tmp_path):
+    """The build's own output: each node's /etc/bird/bird.conf and OUT/router/*.bird.conf of profiles/*.yaml."""
+    checked = 0
+    for stem, out in built.items():
+        for seed in sorted(d for d in out.iterdir() if (d / "user-data").is_file()):
+            files = {f["path"]: f["content"] for f in yaml.safe_load((seed / "user-data").read_text())["write_files"]}
+            if BIRD_CONF in files:
+                conf = tmp_path / f"{stem}-{seed.name}.conf"
+                conf.write_text(files[BIRD_CONF])
+                _bird_parse(conf)
+                checked += 1
+        for conf in sorted((out / "router").glob("*.bird.conf")) if (out / "router").is_dir() else ():
+            _bird_parse(conf)
+            checked += 1
+    assert checked, "no example profile has a bgp section"
+
+
+def test_router_configs_pass_bird_and_frr_checks(plan, tmp_path):
+    files = router_configs(plan)
+    assert set(files) == {"tor-a.bird.conf", "tor-a.frr.conf", "README.md"}
+    (tmp_path / "tor-a.bird.conf").write_text(files["tor-a.bird.conf"])
+    _bird_parse(tmp_path / "tor-a.bird.conf")
+    (tmp_path / "tor-a.frr.conf").write_text(files["tor-a.frr.conf"])
+    result = subprocess.run([require_tool("vtysh"), "--dryrun", "-f", str(tmp_path / "tor-a.frr.conf")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    frr = files["tor-a.frr.conf"]
+    assert "maximum-paths 64" in frr and "neighbor 172.20.0.13 remote-as 64512" in frr
+    assert "permit 172.20.100.10/32" in frr and "permit 192.168.0.0/16 ge 26 le 32" in frr
+    readme = files["README.md"]
+    for text in ("172.20.100.10/32", "192.168.0.0/16", "10.30.0.0/24", "cp-3", "worker-1", "merge paths on"):
+        assert text in readme
+    password = dict(plan.bgp_passwords)["tor-a"]
+    assert password in files["tor-a.bird.conf"] and password in frr and password not in readme
+
+
+def test_bfd_and_external_mode_configs_pass_bird_and_frr_checks(tmp_path):
+    """bgp.bfd adds BFD on both sides; controlPlaneLB external keeps the host BIRD but announces no VIP."""
+    text = PROFILE.read_text().replace("  calicoListenPort: 1790\n", "  calicoListenPort: 1790\n  bfd: true\n")
+    text = text.replace("  mode: bgp\n", "  mode: external\n")
+    profile = tmp_path / "bfd.yaml"
+    profile.write_text(text)
+    plan = load_plan(profile, make_secret(tmp_path))[0]
+    assert plan.profile.bgp is not None and plan.profile.bgp.bfd and plan.profile.lb_mode == "external"
+    for node in plan.nodes:
+        files = _files(plan, node)
+        assert set(files) == {BIRD_CONF}, "no VIP service outside bgp mode"
+        assert "bfd on;" in files[BIRD_CONF] and "protocol static vip" not in files[BIRD_CONF]
+        (tmp_path / f"{node.name}.conf").write_text(files[BIRD_CONF])
+        _bird_parse(tmp_path / f"{node.name}.conf")
+    routers = router_configs(plan)
+    assert str(plan.vip) not in routers["tor-a.bird.conf"] and "bfd on;" in routers["tor-a.bird.conf"]
+    (tmp_path / "r.bird.conf").write_text(routers["tor-a.bird.conf"])
+    _bird_parse(tmp_path / "r.bird.conf")
+    (tmp_path / "r.frr.conf").write_text(routers["tor-a.frr.conf"])
+    assert "neighbor 172.20.0.11 bfd" in routers["tor-a.frr.conf"]
+    result = subprocess.run([require_tool("vtysh"), "--dryrun", "-f", str(tmp_path / "r.frr.conf")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_profile_without_bgp_gets_no_bird_and_no_router_configs(built):
+    out = built["single-node"]
+    assert not (out / "router").exists()
+    for seed in (d for d in out.iterdir() if (d / "user-data").is_file()):
+        paths = {f["path"] for f in yaml.safe_load((seed / "user-data").read_text())["write_files"]}
+        assert BIRD_CONF not in paths and VIP_SCRIPT not in paths
+
+
+def test_the_vip_is_announced_only_by_control_planes_and_only_through_its_protocol(plan):
+    cp, worker = _files(plan, _node(plan, "cp-1")), _files(plan, _node(plan, "worker-1"))
+    assert set(cp) == {BIRD_CONF, VIP_SCRIPT, "/etc/systemd/system/k8sseed-vip-health.service",
+                       "/etc/sysctl.d/91-k8sseed-vip.conf"}
+    assert set(worker) == {BIRD_CONF}
+    assert "protocol static vip" in cp[BIRD_CONF] and "172.20.100.10" not in worker[BIRD_CONF]
+    assert "disabled;" in cp[BIRD_CONF], "the VIP starts withdrawn until the API server is ready"
+    for conf in (cp[BIRD_CONF], worker[BIRD_CONF]):
+        assert "router id 100.127." in conf, "never the node IP: calico-node's BIRD uses it"
+        assert "neighbor 172.20.0.1 as 64500" in conf and "port 1790" in conf
+        assert "protocol kernel" not in conf, "calico-node programs the node's routes, not the host BIRD"
+    assert 'interface "uplink0" 172.20.0.0/24;' in _files(plan, _node(plan, "cp-3"))[BIRD_CONF]
+    assert "arp_ignore = 1" in cp["/etc/sysctl.d/91-k8sseed-vip.conf"]
+
+
+def test_vip_health_script_is_shellcheck_clean(plan, tmp_path):
+    script = tmp_path / "k8sseed-vip-health"
+    script.write_text(_files(plan, _node(plan, "cp-2"))[VIP_SCRIPT])
+    result = subprocess.run([require_tool("shellcheck"), "--shell=bash", "--severity=style", str(script)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    assert "https://172.20.0.12:6443/readyz" in script.read_text()
+
+
+def test_bird_string_refuses_what_birds_lexer_cannot_hold():
+    assert bird_string("tor-a") == '"tor-a"'
+    for bad in ('a"b', "a\\b", "a\nb"):
+        with pytest.raises(ValueError):
+            bird_string(bad)
+
+
+# ---------------------------------------------------------------- namespaces with real daemons
+
+
+class Lab:
+    """Namespaces, links and processes this test starts; torn down by PID and name only."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.prefix = f"k8sbgp-{os.getpid()}"
+        self.namespaces: list[str] = []
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def ns(self, name: str) -> str:
+        full = f"{self.prefix}-{name}"
+        subprocess.run(["ip", "netns", "add", full], check=True)
+        self.namespaces.append(full)
+        self.ip(full, "link", "set", "lo", "up")
+        return full
+
+    @staticmethod
+    def ip(ns: str, *args: str) -> str:
+        return subprocess.run(["ip", "-n", ns, *args], check=True, capture_output=True, text=True).stdout
+
+    def start(self, key: str, ns: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        log = open(self.work / f"{key}.out", "wb")  # noqa: SIM115 - closed with the process
+        self.procs[key] = subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdout=log, stderr=subprocess.STDOUT,
+                                           env={**os.environ, **(env or {})})
+        log.close()
+
+    def stop(self, key: str) -> None:
+        proc = self.procs.pop(key)
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def close(self) -> None:
+        for key in list(self.procs):
+            self.stop(key)
+        for ns in self.namespaces:
+            subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    reason = _netns_unavailable()
+    if reason:
+        pytest.skip(reason)
+    lab = Lab(tmp_path)
+    try:
+        yield lab
+    finally:
+        lab.close()
+
+
+API_STANDIN = """
+import http.server, socketserver, ssl, sys
+class Ready(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/readyz" else 404)
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *args):
+        pass
+class Server(http.server.ThreadingHTTPServer):
+    def server_bind(self):  # HTTPServer's own looks the address up in DNS, which stalls in a namespace
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+server = Server((sys.argv[1], int(sys.argv[2])), Ready)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(sys.argv[3], sys.argv[4])
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"""
+
+CALICO_STANDIN = """\
+router id {node_ip};
+log "{log}" all;
+protocol device {{ }}
+protocol static blocks {{
+  ipv4;
+  route 192.168.10.0/26 blackhole;   # a pod block inside podSubnet
+  route 10.30.0.7/32 blackhole;      # a PureLB address from pool default (aggregation /32)
+  route 10.200.0.0/24 blackhole;     # not the cluster's: the host BIRD must drop it
+}}
+protocol bgp host {{
+  local {node_ip} port {port} as {asn};
+  neighbor 127.0.0.1 port 179 as {asn};
+  source address {node_ip};
+  multihop;
+  ipv4 {{ import none; export where proto = "blocks"; next hop self; }};
+}}
+"""
+
+
+def _leaf_cert(plan: ClusterPlan, address: str, directory: Path) -> tuple[Path, Path]:
+    """An API-server-like certificate for address, signed by the cluster CA from the plan."""
+    ca_cert = x509.load_pem_x509_certificate(plan.pki.ca.cert_pem.encode())
+    ca_key = serialization.load_pem_private_key(plan.pki.ca.key_pem.encode(), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.IPv4Address(address))]), False)
+            .sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
+    cert_path, key_path = directory / f"{address}.crt", directory / f"{address}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def _with_log_file(conf: str, log: Path) -> str:
+    """The generated config with its syslog line pointed at a file; every protocol stays as generated."""
+    lines = conf.splitlines(keepends=True)
+    index = next(i for i, line in enumerate(lines) if line.startswith("log syslog"))
+    lines[index] = f'log "{log}" all;\n'
+    return "".join(lines)
+
+
+def _next_hops(lab: Lab, router: str, prefix: str) -> set[str]:
+    routes = json.loads(lab.ip(router, "-j", "route", "show", prefix))
+    hops: set[str] = set()
+    for route in routes:
+        if route.get("dst") != prefix.removesuffix("/32"):
+            continue
+        if "gateway" in route:
+            hops.add(route["gateway"])
+        hops.update(h["gateway"] for h in route.get("nexthops", []) if "gateway" in h)
+    return hops
+
+
+def _wait_for(what: str, predicate, timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _birdc(socket: Path, *command: str) -> str:
+    return subprocess.run(["birdc", "-s", str(socket), *command], capture_output=True, text=True).stdout
+
+
+@pytest.mark.netns
+@pytest.mark.slow
+def test_router_sees_vip_ecmp_withdrawn_and_returned_with_the_api_server(plan, lab, tmp_path):
+    require_tool("bird")
+    require_tool("birdc")
+    require_tool("curl")
+    p = plan.profile
+    assert p.bgp is not None
+    vip = f"{plan.vip}/32"
+    hc = p.health_check
+    peer = p.bgp.peers[0]
+    router = lab.ns("router")
+    lab.ip(router, "link", "add", "br0", "type", "bridge")
+    lab.ip(router, "addr", "add", f"{peer.address}/24", "dev", "br0")
+    lab.ip(router, "link", "set", "br0", "up")
+    router_conf = tmp_path / "router.conf"
+    router_conf.write_text(_with_log_file(router_configs(plan)[f"{peer.name}.bird.conf"], tmp_path / "router.log"))
+    lab.start("bird-router", router, ["bird", "-f", "-c", str(router_conf), "-s", str(tmp_path / "router.ctl"),
+                                      "-P", str(tmp_path / "router.pid")])
+
+    control_planes = plan.control_planes
+    ca_file = tmp_path / "cluster-ca.crt"
+    ca_file.write_text(plan.pki.ca.cert_pem)
+    standin = tmp_path / "api_standin.py"
+    standin.write_text(API_STANDIN)
+    namespaces: dict[str, str] = {}
+    for index, cp in enumerate(control_planes):
+        ns = namespaces[cp.name] = lab.ns(cp.name)
+        nic = cp.node.interface_name or "eth0"
+        lab.ip(router, "link", "add", f"v{index}", "type", "veth", "peer", "name", nic, "netns", ns)
+        lab.ip(router, "link", "set", f"v{index}", "master", "br0", "up")
+        lab.ip(ns, "addr", "add", str(cp.node.ip), "dev", nic)
+        lab.ip(ns, "link", "set", nic, "up")
+        lab.ip(ns, "route", "add", "default", "via", str(peer.address))
+        files = _files(plan, cp)
+        conf = tmp_path / f"{cp.name}.bird.conf"
+        conf.write_text(_with_log_file(files[BIRD_CONF], tmp_path / f"{cp.name}.bird.log"))
+        socket = tmp_path / f"{cp.name}.ctl"
+        lab.start(f"bird-{cp.name}", ns, ["bird", "-f", "-c", str(conf), "-s", str(socket),
+                                          "-P", str(tmp_path / f"{cp.name}.pid")])
+        cert, key = _leaf_cert(plan, cp.node.address, tmp_path)
+        lab.start(f"api-{cp.name}", ns, [sys.executable, str(standin), cp.node.address,
+                                         str(p.cluster.api_server_port), str(cert), str(key)])
+        script = tmp_path / f"{cp.name}-vip-health"
+        script.write_text(files[VIP_SCRIPT])
+        lab.start(f"health-{cp.name}", ns, ["bash", str(script)], env={
+            "K8SSEED_BIRD_SOCKET": str(socket), "K8SSEED_VIP_INTERFACE": "lo",
+            "K8SSEED_VIP_INTERFACE_KIND": "existing", "K8SSEED_VIP_CA_FILE": str(ca_file)})
+
+    # calico-node's BIRD, as k8sseed configures Calico: listenPort calicoListenPort, BGPPeer 127.0.0.1:179.
+    cp1 = control_planes[0]
+    calico_conf = tmp_path / "calico.conf"
+    calico_conf.write_text(CALICO_STANDIN.format(node_ip=cp1.node.address, port=p.bgp.calico_listen_port,
+                                                 asn=p.bgp.as_number, log=tmp_path / "calico.log"))
+    lab.start("bird-calico", namespaces[cp1.name], ["bird", "-f", "-c", str(calico_conf),
+                                                     "-s", str(tmp_path / "calico.ctl"),
+                                                     "-P", str(tmp_path / "calico.pid")])
+
+    all_hops = {cp.node.address for cp in control_planes}
+    try:
+        took = _wait_for("the router's ECMP route to the VIP via every control plane",
+                         lambda: _next_hops(lab, router, vip) == all_hops, 45)
+        print(f"\nVIP {vip} reached ECMP via {sorted(all_hops)} {took:.1f} s after the daemons started")
+        _wait_for("the pod block and PureLB address from calico-node",
+                  lambda: _next_hops(lab, router, "192.168.10.0/26") == {cp1.node.address}
+                  and _next_hops(lab, router, "10.30.0.7/32") == {cp1.node.address}, 15)
+    except AssertionError:
+        for name in sorted(os.listdir(tmp_path)):
+            if name.endswith((".log", ".out")):
+                print(f"--- {name}\n{(tmp_path / name).read_text()[-3000:]}")
+        print(_birdc(tmp_path / "router.ctl", "show", "protocols", "all"))
+        raise
+    assert _next_hops(lab, router, "10.200.0.0/24") == set(), "a non-cluster route from Calico leaked"
+    for log in ("calico.log", f"{cp1.name}.bird.log"):
+        text = (tmp_path / log).read_text()
+        assert "Address already in use" not in text and "Cannot" not in text, text
+    assert "Established" in _birdc(tmp_path / "calico.ctl", "show", "protocols", "host")
+    assert "Established" in _birdc(tmp_path / f"{cp1.name}.ctl", "show", "protocols", "calico")
+    for cp in control_planes:
+        assert str(plan.vip) in lab.ip(namespaces[cp.name], "-4", "addr", "show", "dev", "lo")
+
+    # A dead API server leaves the ECMP set within failures x (interval + probe timeout) + BGP.
+    victim = control_planes[1]
+    promised_withdraw = hc.failures * (hc.interval_seconds + 1) + BGP_SLACK
+    lab.stop(f"api-{victim.name}")
+    withdrawn = _wait_for(f"{victim.name} leaving the VIP's next hops",
+                          lambda: _next_hops(lab, router, vip) == all_hops - {victim.node.address},
+                          promised_withdraw)
+    print(f"{victim.name}'s API server stopped: next hop withdrawn after {withdrawn:.1f} s "
+          f"(promised {promised_withdraw:.0f} s)")
+    _wait_for(f"{plan.vip} unbound on {victim.name} (after BIRD stopped announcing it)",
+              lambda: str(plan.vip) not in lab.ip(namespaces[victim.name], "-4", "addr", "show", "dev", "lo"), 1)
+
+    cert, key = tmp_path / f"{victim.node.address}.crt", tmp_path / f"{victim.node.address}.key"
+    promised_return = hc.successes * (hc.interval_seconds + 1) + BGP_SLACK
+    lab.start(f"api-{victim.name}", namespaces[victim.name],
+              [sys.executable, str(standin), victim.node.address, str(p.cluster.api_server_port), str(cert), str(key)])
+    returned = _wait_for(f"{victim.name} back in the VIP's next hops",
+                         lambda: _next_hops(lab, router, vip) == all_hops, promised_return)
+    print(f"{victim.name}'s API server restarted: next hop back after {returned:.1f} s "
+          f"(promised {promised_return:.0f} s, includes the stand-in's start)")
+
+    # A BIRD restart comes back with `vip` disabled; the health loop re-enables it.
+    third = control_planes[2]
+    lab.stop(f"bird-{third.name}")
+    _wait_for(f"{third.name} leaving after its BIRD stopped",
+              lambda: third.node.address not in _next_hops(lab, router, vip), 10)
+    lab.start(f"bird-{third.name}", namespaces[third.name],
+              ["bird", "-f", "-c", str(tmp_path / f"{third.name}.bird.conf"), "-s", str(tmp_path / f"{third.name}.ctl"),
+               "-P", str(tmp_path / f"{third.name}.pid")])
+    back = _wait_for(f"{third.name} back after its BIRD restarted",
+                     lambda: _next_hops(lab, router, vip) == all_hops, 20)
+    print(f"{third.name}'s BIRD restarted: VIP re-announced after {back:.1f} s")
+
+    # Stopping the health service withdraws (drain).
+    lab.stop(f"health-{third.name}")
+    _wait_for(f"{third.name} leaving after its health service stopped",
+              lambda: _next_hops(lab, router, vip) == all_hops - {third.node.address}, 3)
+    _wait_for(f"{plan.vip} unbound on {third.name}",
+              lambda: str(plan.vip) not in lab.ip(namespaces[third.name], "-4", "addr", "show", "dev", "lo"), 1)

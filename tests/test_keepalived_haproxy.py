@@ -1,0 +1,506 @@
+"""keepalived-haproxy mode: the generated Keepalived/HAProxy configs, checked by the real daemons and run in
+network namespaces (three control planes and a client on one bridge) to measure VIP failover."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import EXAMPLE_PROFILES, REPO, make_secret, require_tool
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from k8sseed.build import load_plan
+from k8sseed.components.keepalived_haproxy import (
+    CHECK_SCRIPT,
+    CHECK_WEIGHT,
+    CLUSTER_CA,
+    HAPROXY_CFG,
+    KEEPALIVED_CONF,
+    vrrp_priority,
+)
+from k8sseed.plan import ClusterPlan, NodePlan
+from k8sseed.seed import build_seed
+from k8sseed.templating import config_word
+
+pytestmark = pytest.mark.netns
+
+PROFILE = REPO / "tests" / "profiles" / "keepalived-test.yaml"
+OUR_FILES = (KEEPALIVED_CONF, CHECK_SCRIPT, HAPROXY_CFG)
+
+
+def _netns_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root to create network namespaces"
+    if not shutil.which("ip") or subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
+        return "`ip netns` is not available"
+    return None
+
+
+needs_netns = pytest.mark.skipif(_netns_unavailable() is not None, reason=_netns_unavailable() or "")
+
+
+@pytest.fixture(scope="module")
+def plan(tmp_path_factory: pytest.TempPathFactory) -> ClusterPlan:
+    secret = make_secret(tmp_path_factory.mktemp("keepalived-secret"))
+    loaded, _, _ = load_plan(PROFILE, secret)
+    return loaded
+
+
+def _written(plan: ClusterPlan, node: NodePlan) -> dict[str, dict]:
+    user_data = yaml.safe_load(build_seed(plan, node).user_data)
+    return {f["path"]: f for f in user_data["write_files"]}
+
+
+@pytest.fixture(scope="module")
+def files(plan: ClusterPlan) -> dict[str, dict[str, dict]]:
+    """{node name: {path: write_files entry}} from the real user-data."""
+    return {node.name: _written(plan, node) for node in plan.nodes}
+
+
+# ---------------------------------------------------------------- what the seeds carry
+
+
+def test_only_control_planes_get_keepalived_and_haproxy(plan, files):
+    for node in plan.nodes:
+        present = {p for p in OUR_FILES if p in files[node.name]}
+        assert present == (set(OUR_FILES) if node.node.is_control_plane else set()), node.name
+
+
+def _example_plans(tmp_path: Path) -> list[ClusterPlan]:
+    secret = make_secret(tmp_path)
+    return [load_plan(profile, secret)[0] for profile in EXAMPLE_PROFILES]
+
+
+def test_other_modes_write_no_keepalived_or_haproxy(tmp_path):
+    others = [p for p in _example_plans(tmp_path) if p.profile.lb_mode != "keepalived-haproxy"]
+    assert others, "the example profiles should exercise the other endpoint modes"
+    for other in others:
+        for node in other.nodes:
+            assert not set(OUR_FILES) & set(_written(other, node)), f"{other.profile.cluster.name}/{node.name}"
+
+
+def _keepalived_nodes(plan: ClusterPlan, tmp_path: Path) -> list[tuple[str, NodePlan, dict[str, dict]]]:
+    """(label, node, written files) for every control plane of the test profile and of every example profile
+    in keepalived-haproxy mode."""
+    plans = [plan, *(p for p in _example_plans(tmp_path) if p.profile.lb_mode == "keepalived-haproxy")]
+    return [(f"{p.profile.cluster.name}/{cp.name}", cp, _written(p, cp)) for p in plans for cp in p.control_planes]
+
+
+def test_file_modes_keep_the_vrrp_password_private(plan, files):
+    for cp in plan.control_planes:
+        written = files[cp.name]
+        assert written[KEEPALIVED_CONF]["permissions"] == "0600"
+        assert plan.vrrp_password in written[KEEPALIVED_CONF]["content"]
+        assert written[CHECK_SCRIPT]["permissions"] == "0755"
+        assert written[HAPROXY_CFG]["permissions"] == "0644"
+
+
+def test_init_node_has_the_top_priority_and_any_failing_node_ranks_below_every_healthy_one(plan, files):
+    priorities = {cp.name: vrrp_priority(plan, cp) for cp in plan.control_planes}
+    assert max(priorities, key=priorities.get) == plan.init_node.name
+    ordered = [priorities[cp.name] for cp in sorted(plan.control_planes, key=lambda n: n.bootstrap_order)]
+    assert ordered == sorted(ordered, reverse=True) and len(set(ordered)) == len(ordered)
+    assert min(priorities.values()) > max(priorities.values()) - CHECK_WEIGHT
+    for cp in plan.control_planes:
+        conf = files[cp.name][KEEPALIVED_CONF]["content"]
+        assert f"priority {priorities[cp.name]}\n" in conf
+        assert f"weight -{CHECK_WEIGHT}\n" in conf
+        assert "state BACKUP\n" in conf and "nopreempt" not in conf
+
+
+def test_vrrp_is_unicast_to_the_other_control_planes(plan, files):
+    for cp in plan.control_planes:
+        conf = files[cp.name][KEEPALIVED_CONF]["content"]
+        peers = conf.split("unicast_peer {", 1)[1].split("}", 1)[0].split()
+        assert peers == [o.node.address for o in plan.control_planes if o is not cp]
+        assert f"unicast_src_ip {cp.node.address}\n" in conf
+        assert f"interface {cp.node.interface_name}\n" in conf
+        assert f"{plan.vip}/{cp.node.ip.network.prefixlen} dev {cp.node.interface_name}" in conf
+
+
+def test_haproxy_balances_over_every_api_server(plan, files):
+    port = plan.profile.cluster.api_server_port
+    for cp in plan.control_planes:
+        cfg = files[cp.name][HAPROXY_CFG]["content"]
+        servers = [line.split()[1:3] for line in cfg.splitlines() if line.strip().startswith("server ")]
+        assert servers == [[o.name, f"{o.node.address}:{port}"] for o in plan.control_planes]
+        assert f"bind *:{plan.profile.keepalived.haproxy_port}\n" in cfg
+
+
+def test_config_words_refuse_what_would_need_escaping():
+    assert config_word("cp-1") == "cp-1"
+    for bad in ("a b", 'x"y', "x}", "#c", "!c", "", "a\nb"):
+        with pytest.raises(ValueError):
+            config_word(bad)
+
+
+# ---------------------------------------------------------------- real consumers
+
+
+def test_haproxy_accepts_every_generated_config(plan, tmp_path):
+    haproxy = require_tool("haproxy")
+    for i, (label, _, written) in enumerate(_keepalived_nodes(plan, tmp_path)):
+        cfg = tmp_path / f"{i}-haproxy.cfg"
+        cfg.write_text(written[HAPROXY_CFG]["content"])
+        result = subprocess.run([haproxy, "-c", "-f", str(cfg)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{label}: {result.stdout}{result.stderr}"
+
+
+def test_check_script_passes_shellcheck_and_bash_n(plan, files, tmp_path):
+    shellcheck = require_tool("shellcheck")
+    script = tmp_path / "check_apiserver.sh"
+    script.write_text(files[plan.init_node.name][CHECK_SCRIPT]["content"])
+    result = subprocess.run([shellcheck, "--shell=bash", "--severity=style", str(script)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    text = script.read_text()
+    assert "--insecure" not in text and " -k" not in text, "the check verifies the API server's certificate"
+    assert "--cacert \"$CLUSTER_CA\"" in text and f"CLUSTER_CA={CLUSTER_CA}" in text
+
+
+def _local_copy(workdir: Path, written: dict[str, dict], ca_file: Path) -> Path:
+    """keepalived.conf and the check script under workdir; only their paths are rewritten, no VRRP logic."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    script = workdir / "check_apiserver.sh"
+    script.write_text(written[CHECK_SCRIPT]["content"].replace(CLUSTER_CA, str(ca_file)))
+    script.chmod(0o755)
+    conf = workdir / "keepalived.conf"
+    conf.write_text(written[KEEPALIVED_CONF]["content"].replace(CHECK_SCRIPT, str(script)))
+    conf.chmod(0o600)
+    return conf
+
+
+def _ip(*args: str) -> str:
+    return subprocess.run(["ip", *args], check=True, capture_output=True, text=True).stdout
+
+
+@needs_netns
+def test_keepalived_accepts_every_generated_config(plan, tmp_path):
+    keepalived = require_tool("keepalived")
+    ns = f"k8sseed-kt-{os.getpid()}"
+    _ip("netns", "add", ns)
+    try:
+        broken = None
+        for i, (label, cp, written) in enumerate(_keepalived_nodes(plan, tmp_path)):
+            # -t insists that the interface and the check script exist: one fresh namespace each.
+            if i:
+                _ip("netns", "del", ns)
+                _ip("netns", "add", ns)
+            _ip("-n", ns, "link", "add", cp.node.interface_name, "type", "veth", "peer", "name", "peer0")
+            conf = _local_copy(tmp_path / str(i), written, tmp_path / "ca.crt")
+            result = subprocess.run(["ip", "netns", "exec", ns, keepalived, "-t", "-f", str(conf)],
+                                    capture_output=True, text=True)
+            assert result.returncode == 0, f"{label}: {result.stdout}{result.stderr}"
+            broken = conf
+        assert broken is not None
+        broken.write_text(broken.read_text().replace("virtual_router_id", "virtual_router_idd"))
+        result = subprocess.run(["ip", "netns", "exec", ns, keepalived, "-t", "-f", str(broken)],
+                                capture_output=True, text=True)
+        assert result.returncode != 0, "keepalived -t has no teeth: it accepted a misspelt keyword"
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+# ---------------------------------------------------------------- VRRP failover in network namespaces
+
+API_STAND_IN = r'''
+import http.server, socketserver, ssl, sys
+
+address, port, cert, key, name = sys.argv[1:]
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        ok = self.path in ("/healthz", "/readyz", "/livez")
+        body = b"ok" if ok else b"not found"
+        self.send_response(200 if ok else 404)
+        self.send_header("X-Served-By", name)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+
+    def finish_request(self, request, client_address):  # the TLS handshake runs in the request's thread
+        request.settimeout(5)
+        super().finish_request(context.wrap_socket(request, server_side=True), client_address)
+
+
+Server((address, int(port)), Handler).serve_forever()
+'''
+
+
+def _api_certificate(plan: ClusterPlan, workdir: Path) -> tuple[Path, Path]:
+    """A serving certificate with the SANs kubeadm gives the API server, signed by the cluster CA."""
+    ca_cert = x509.load_pem_x509_certificate(plan.pki.ca.cert_pem.encode())
+    ca_key = serialization.load_pem_private_key(plan.pki.ca.key_pem.encode(), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = [x509.DNSName("kubernetes"), x509.DNSName("kubernetes.default")]
+    for name in plan.api_server_sans:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            sans.append(x509.DNSName(name))
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+        .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_file, key_file = workdir / "apiserver.crt", workdir / "apiserver.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+@dataclass
+class Member:
+    node: NodePlan
+    ns: str
+    workdir: Path
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    alive: bool = True
+
+
+@dataclass
+class Lab:
+    plan: ClusterPlan
+    members: dict[str, Member]
+    client_ns: str
+    ca_file: Path
+    started: list[subprocess.Popen] = field(default_factory=list)
+
+    def start(self, member: Member, what: str, argv: list[str]) -> subprocess.Popen:
+        log = open(member.workdir / f"{what}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        proc = subprocess.Popen(["ip", "netns", "exec", member.ns, *argv], stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        member.procs[what] = proc
+        self.started.append(proc)
+        return proc
+
+    def start_api(self, member: Member) -> None:
+        script = member.workdir.parent / "api_stand_in.py"
+        cert, key = member.workdir.parent / "apiserver.crt", member.workdir.parent / "apiserver.key"
+        self.start(member, "api", [sys.executable, str(script), member.node.node.address,
+                                   str(self.plan.profile.cluster.api_server_port), str(cert), str(key),
+                                   member.node.name])
+
+    def start_haproxy(self, member: Member) -> None:
+        self.start(member, "haproxy", ["haproxy", "-db", "-f", str(member.workdir / "haproxy.cfg")])
+
+    def start_keepalived(self, member: Member) -> None:
+        w = member.workdir
+        self.start(member, "keepalived", ["keepalived", "-n", "-l", "-D", "-P", "-f", str(w / "keepalived.conf"),
+                                          "-p", str(w / "keepalived.pid"), "-r", str(w / "vrrp.pid"),
+                                          "-c", str(w / "checkers.pid")])
+
+    def vip_holders(self) -> set[str]:
+        vip = f"inet {self.plan.vip}/"
+        return {name for name, m in self.members.items()
+                if m.alive and vip in _ip("-n", m.ns, "-o", "-4", "addr", "show")}
+
+    def get_via_vip(self, timeout: float = 1.0) -> tuple[bool, str]:
+        """HTTPS GET /healthz through VIP:haproxyPort from the client, trusting only the cluster CA."""
+        url = f"https://{self.plan.profile.cluster.control_plane_endpoint}/healthz"
+        result = subprocess.run(["ip", "netns", "exec", self.client_ns, "curl", "--silent", "--fail",
+                                 "--max-time", str(timeout), "--cacert", str(self.ca_file), "--dump-header", "-",
+                                 "--write-out", "verify=%{ssl_verify_result}", url], capture_output=True, text=True)
+        served_by = next((line.split(":", 1)[1].strip() for line in result.stdout.splitlines()
+                          if line.lower().startswith("x-served-by:")), "")
+        return result.returncode == 0 and "verify=0" in result.stdout and " 200" in result.stdout, served_by
+
+    def wait_for(self, holder: str, limit: float) -> float:
+        """Seconds until `holder` alone (of the live nodes) has the VIP and a request through it succeeds."""
+        start = time.monotonic()
+        while time.monotonic() - start < limit:
+            if self.vip_holders() == {holder} and self.get_via_vip()[0]:
+                return time.monotonic() - start
+            time.sleep(0.1)
+        raise AssertionError(f"{holder} did not take over within {limit}s: holders {self.vip_holders()}, "
+                             f"request through the VIP ok={self.get_via_vip()[0]}\n{self.logs()}")
+
+    def logs(self) -> str:
+        out = []
+        for m in self.members.values():
+            for log in sorted(m.workdir.glob("*.log")):
+                out.append(f"--- {m.node.name} {log.name}\n{log.read_text(errors='replace')[-3000:]}")
+        return "\n".join(out)
+
+
+def _wait_tcp(ns: str, address: str, port: int, limit: float = 10.0) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        probe = subprocess.run(["ip", "netns", "exec", ns, "bash", "-c", f"exec 3<>/dev/tcp/{address}/{port}"],
+                               capture_output=True)
+        if probe.returncode == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {address}:{port} in {ns}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def lab(plan: ClusterPlan, files, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    reason = _netns_unavailable()
+    if reason:
+        pytest.skip(reason)
+    for tool in ("keepalived", "haproxy", "curl"):
+        require_tool(tool)
+    root = tmp_path_factory.mktemp("vrrp-lab")
+    tag = f"k8sseed-{os.getpid()}"
+    switch, client = f"{tag}-sw", f"{tag}-client"
+    namespaces = [switch, client]
+    ca_file = root / "cluster-ca.crt"
+    ca_file.write_text(plan.pki.ca.cert_pem)
+    (root / "api_stand_in.py").write_text(API_STAND_IN)
+    _api_certificate(plan, root)
+    members = {}
+    for cp in plan.control_planes:
+        workdir = root / cp.name
+        _local_copy(workdir, files[cp.name], ca_file)
+        (workdir / "haproxy.cfg").write_text(files[cp.name][HAPROXY_CFG]["content"])
+        members[cp.name] = Member(cp, f"{tag}-{cp.name}", workdir)
+    lab = Lab(plan, members, client, ca_file)
+    try:
+        _ip("netns", "add", switch)
+        _ip("-n", switch, "link", "add", "br0", "type", "bridge")
+        _ip("-n", switch, "link", "set", "br0", "up")
+        prefix = plan.control_planes[0].node.ip.network.prefixlen
+        client_ip = f"{next(plan.control_planes[0].node.ip.network.hosts()) + 99}/{prefix}"
+        ports = [(m.ns, m.node.node.interface_name, str(m.node.node.ip)) for m in members.values()]
+        for i, (ns, iface, address) in enumerate([*ports, (client, "eth0", client_ip)]):
+            _ip("netns", "add", ns)
+            namespaces.append(ns)
+            _ip("-n", ns, "link", "set", "lo", "up")
+            _ip("-n", ns, "link", "add", iface, "type", "veth", "peer", "name", f"port{i}", "netns", switch)
+            _ip("-n", ns, "addr", "add", address, "dev", iface)
+            _ip("-n", ns, "link", "set", iface, "up")
+            _ip("-n", switch, "link", "set", f"port{i}", "master", "br0", "up")
+        yield lab
+    finally:
+        for proc in reversed(lab.started):
+            _stop(proc)
+        for m in members.values():  # a SIGKILLed keepalived parent can leave its VRRP child behind
+            child = _vrrp_child(m)
+            if child:
+                os.kill(child, signal.SIGKILL)
+        for ns in reversed(namespaces):
+            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+
+def _vrrp_child(member: Member) -> int | None:
+    """The PID of the VRRP process our keepalived forked, if it still runs (checked, not trusted)."""
+    try:
+        pid = int((member.workdir / "vrrp.pid").read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if str(member.workdir / "keepalived.conf").encode() in cmdline else None
+
+
+def _crash_keepalived(member: Member) -> None:
+    """SIGKILL the whole keepalived, freezing the parent first so it neither respawns nor signals its child."""
+    parent = member.procs["keepalived"]
+    os.kill(parent.pid, signal.SIGSTOP)
+    child = _vrrp_child(member)
+    assert child, "keepalived's VRRP process is not running"
+    os.kill(child, signal.SIGKILL)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait(timeout=5)
+
+
+def test_vrrp_failover_in_network_namespaces(lab: Lab):
+    plan, members = lab.plan, lab.members
+    order = sorted(members.values(), key=lambda m: m.node.bootstrap_order)
+    init, second, third = order[0], order[1], order[2]
+    assert init.node.name == plan.init_node.name
+    port = plan.profile.keepalived.haproxy_port
+
+    # Before kubeadm init no API server answers: every check fails alike and base priorities decide.
+    for m in order:
+        lab.start_haproxy(m)
+    for m in order:
+        _wait_tcp(m.ns, "127.0.0.1", port)
+        lab.start_keepalived(m)
+    deadline = time.monotonic() + 15
+    while lab.vip_holders() != {init.node.name} and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # and it stays there
+    assert lab.vip_holders() == {init.node.name}, lab.logs()
+    assert not lab.get_via_vip()[0], "nothing should answer before an API server is up"
+
+    # kubeadm init brings the first API server up, the others join: the init node keeps the VIP.
+    for m in order:
+        lab.start_api(m)
+        _wait_tcp(m.ns, m.node.node.address, plan.profile.cluster.api_server_port)
+    first_ok = lab.wait_for(init.node.name, 15)
+    time.sleep(3)  # every check passes now: priorities 150/149/148, no flapping
+    assert lab.vip_holders() == {init.node.name}, lab.logs()
+    served = {lab.get_via_vip()[1] for _ in range(6)}
+    assert served <= set(members) and len(served) > 1, f"HAProxy should balance over the API servers: {served}"
+    for m in order:  # the generated check script passes on every node, verifying the certificate for the VIP
+        check = subprocess.run(["ip", "netns", "exec", m.ns, "bash", str(m.workdir / "check_apiserver.sh")])
+        assert check.returncode == 0, f"{m.node.name}: check_apiserver.sh fails with every API server up"
+    print(f"\nVIP {plan.vip} on {init.node.name}; first request through it {first_ok:.1f}s after the APIs came up")
+
+    # 1. The holder's HAProxy and API server die: its check fails, its priority drops below the others'.
+    for what in ("haproxy", "api"):
+        os.kill(init.procs[what].pid, signal.SIGKILL)
+        init.procs[what].wait(timeout=5)
+    service_failover = lab.wait_for(second.node.name, 20)
+    print(f"HAProxy + API killed on {init.node.name} (keepalived up): {second.node.name} holds the VIP and "
+          f"answers after {service_failover:.1f}s")
+
+    # 2. The new holder is lost (keepalived SIGKILLed, link down as on power-off): the last one takes over.
+    time.sleep(1)
+    _crash_keepalived(second)
+    for what in ("haproxy", "api"):
+        os.kill(second.procs[what].pid, signal.SIGKILL)
+    _ip("-n", second.ns, "link", "set", second.node.node.interface_name, "down")
+    second.alive = False
+    node_failover = lab.wait_for(third.node.name, 20)
+    print(f"{second.node.name} lost (keepalived SIGKILL + link down): {third.node.name} holds the VIP and "
+          f"answers after {node_failover:.1f}s")
+
+    # 3. The init node's API server and HAProxy come back: once its check passes it preempts the VIP again.
+    lab.start_api(init)
+    lab.start_haproxy(init)
+    recovery = lab.wait_for(init.node.name, 20)
+    print(f"API + HAProxy back on {init.node.name}: it preempts, VIP and requests back after {recovery:.1f}s")
+    assert service_failover < 10 and node_failover < 10, "failover should take seconds, not tens of seconds"

@@ -1,0 +1,182 @@
+"""Boot the seeds of the reference cluster in real VMs: what a user's machine does after attaching the ISO.
+
+The profile is profiles/reference.yaml with one change a user behind a firewall would make too: the
+`mirrors` section points at a local mirror (QEMU forwards 10.20.0.2:8080 inside the VM to a helper that
+serves two manifests from the test's directory). The VM's NIC is QEMU user networking with restrict=on on
+the profile's own subnet (gateway 10.20.0.1 is QEMU): nothing leaves the VM. kubeadm, kubelet, kubectl and
+cri-dockerd are the image's stand-ins (tests/vm/guest); everything else is real: cloud-init, systemd,
+Docker, BIRD, the modules and sysctls.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import qemu
+import yaml
+
+pytestmark = pytest.mark.vm
+
+REPO = Path(__file__).resolve().parents[2]
+K8SSEED = str(Path(sys.executable).parent / "k8sseed")
+MIRROR = "http://10.20.0.2:8080"
+PHASES = ["prepare-os", "runtime", "kubernetes-packages", "load-balancer", "kubeadm", "addons"]
+
+SERVE_ONE = '''import sys, pathlib
+root = pathlib.Path(sys.argv[1])
+request = sys.stdin.buffer.readline().decode("latin-1").split()
+while sys.stdin.buffer.readline() not in (b"\\r\\n", b"\\n", b""):
+    pass
+path = root / request[1].lstrip("/") if len(request) > 1 else root / "-"
+if path.is_file() and root in path.resolve().parents:
+    body, status = path.read_bytes(), "200 OK"
+else:
+    body, status = b"not found\\n", "404 Not Found"
+sys.stdout.buffer.write(f"HTTP/1.0 {status}\\r\\nContent-Length: {len(body)}\\r\\n\\r\\n".encode() + body)
+sys.stdout.buffer.flush()
+'''
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The reference profile behind a local mirror, built with a fresh secret."""
+    work = tmp_path_factory.mktemp("vm-reference")
+    profile = yaml.safe_load((REPO / "profiles" / "reference.yaml").read_text())
+    profile["mirrors"].update({
+        "calicoOperator": f"{MIRROR}/calico/v{{version}}/tigera-operator.yaml",
+        "purelbCRDs": f"{MIRROR}/purelb/v{{version}}/crds.yaml",
+        "purelb": f"{MIRROR}/purelb/v{{version}}/purelb.yaml",
+    })
+    (work / "profile.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    secret = work / "profile.secret"
+    secret.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    secret.chmod(0o600)
+    out = work / "out"
+    subprocess.run([K8SSEED, "build", str(work / "profile.yaml"), "-o", str(out)], check=True,
+                   capture_output=True)
+    mirror = work / "mirror"
+    for rel in ("calico/v3.25.2/tigera-operator.yaml", "purelb/v0.16.6/crds.yaml", "purelb/v0.16.6/purelb.yaml"):
+        (mirror / rel).parent.mkdir(parents=True, exist_ok=True)
+        (mirror / rel).write_text(f"# test mirror copy of {rel}\napiVersion: v1\nkind: List\nitems: []\n")
+    server = work / "serve_one.py"
+    server.write_text(SERVE_ONE)
+    netdev = (f"user,net=10.20.0.0/24,host=10.20.0.1,dns=10.20.0.3,"
+              f"guestfwd=tcp:10.20.0.2:8080-cmd:{sys.executable} {server} {mirror}")
+    nodes = {n["name"]: n for n in profile["nodes"]}
+    return {"work": work, "out": out, "netdev": netdev, "nodes": nodes}
+
+
+def _files(out: Path, node: str) -> dict[str, str]:
+    data = yaml.safe_load((out / node / "user-data").read_text())
+    return {f["path"]: f["content"] for f in data["write_files"]}
+
+
+def _boot(cluster: dict, node: str, name: str, **kw) -> qemu.VMResult:
+    mac = cluster["nodes"][node]["mac"]
+    return qemu.boot(qemu.ensure_image(), cluster["out"] / f"{node}.iso", mac, workdir=cluster["work"] / name,
+                     name=name, netdev=cluster["netdev"], collect_extra=["/etc/fstab"], **kw)
+
+
+def _log(res: qemu.VMResult) -> str:
+    return res.text("k8sseed-bootstrap.log", "") or ""
+
+
+def _assert_seed_accepted_and_os_prepared(res: qemu.VMResult, node: dict) -> None:
+    assert res.complete, res.summary()
+    status = res.cloud_init_status()
+    assert status.get("status") == "done", (status, res.summary())
+    assert not status.get("errors"), status
+    assert not status.get("recoverable_errors"), status
+    result = res.json("result.json")
+    assert result["v1"]["errors"] == [], result
+    assert result["v1"]["datasource"].startswith("DataSourceNoCloud"), result
+    assert "seed=/dev/sr0" in res.text("datasource.txt"), "the NoCloud data came from our ISO"
+    assert res.text("hostname.txt").strip() == node["name"]
+    assert node["ip"] in res.addresses(node["mac"]), res.interfaces()
+    modules = res.text("lsmod.txt")
+    for module in ("br_netfilter", "overlay", "ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack"):
+        assert re.search(rf"^{module}\s", modules, re.M), f"{module} not loaded"
+        assert module in res.text("modules-load.txt"), f"{module} not configured to load at boot"
+    sysctl = res.text("sysctl.txt")
+    for key in ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"):
+        assert re.search(rf"^{re.escape(key)} = 1$", sysctl, re.M), key
+    assert "/swapfile" not in res.text("swapon.txt"), "swap is still on"
+    fstab = (res.extra("/etc/fstab") or Path("/nonexistent")).read_text()
+    assert re.search(r"^# disabled by k8sseed: /swapfile", fstab, re.M), fstab
+    assert res.text("docker-active.txt").strip() == "active"
+    assert res.json("docker-info.json")["CgroupDriver"] == "systemd"
+
+
+def _phase_lines(log: str) -> list[tuple[str, str]]:
+    return re.findall(r"k8sseed\[([a-z-]+)\]: (begin|done|already done)$", log, re.M)
+
+
+def test_first_control_plane_node_boots_prepares_itself_and_runs_kubeadm_init(cluster):
+    res = _boot(cluster, "cp-1", "cp-1", timeout=900)
+    node = cluster["nodes"]["cp-1"]
+    _assert_seed_accepted_and_os_prepared(res, node)
+    log = _log(res)
+    assert res.meta["reason"] == "bootstrap-finished", (res.meta, log[-3000:])
+    assert _phase_lines(log) == [(p, s) for p in PHASES for s in ("begin", "done")], log
+    assert "bootstrap complete" in log
+    assert all(re.match(r"^\S+ k8sseed\[[a-z-]+\]: ", line) for line in log.splitlines()), "untagged log line"
+    # Golden-image rule: tools already at the pinned versions are not downloaded again.
+    assert "kubeadm v1.25.6 already installed" in log and "cri-dockerd 0.3.16 already present" in log
+    inits = [c for c in res.standin_calls("kubeadm") if c["argv"][:1] == ["init"]]
+    assert len(inits) == 1, res.standin_calls("kubeadm")
+    assert inits[0]["argv"] == ["init", "--config", "/etc/k8sseed/kubeadm-init.yaml"]
+    assert inits[0]["files"]["/etc/k8sseed/kubeadm-init.yaml"] == _files(cluster["out"], "cp-1")[
+        "/etc/k8sseed/kubeadm-init.yaml"].rstrip("\n")
+    applied = [c["argv"] for c in res.standin_calls("kubectl") if "apply" in c["argv"]]
+    assert any("/etc/k8sseed/addons/calico-installation.yaml" in argv for argv in applied), applied
+    assert any("/etc/k8sseed/addons/purelb.yaml" in argv for argv in applied), applied
+
+    # Booting the same disk again redoes nothing and reports no error.
+    started = time.monotonic()
+    vm = res.vm
+    vm.start()
+    again = vm.wait(900)
+    print(f"second boot: {time.monotonic() - started:.0f}s")
+    assert again.complete, again.summary()
+    assert again.cloud_init_status().get("status") == "done"
+    assert not again.cloud_init_status().get("errors")
+    assert again.meta["reason"] == "bootstrap-finished", again.meta
+    second = again.text("journal-bootstrap.txt") or ""
+    assert all(f"k8sseed[{p}]: already done" in second for p in PHASES), second[-3000:]
+    assert len([c for c in again.standin_calls("kubeadm") if c["argv"][:1] == ["init"]]) == 1
+
+
+def test_a_bootstrap_killed_mid_phase_resumes_on_the_next_boot(cluster):
+    vm = qemu.VM(qemu.ensure_image(), cluster["out"] / "cp-1.iso", cluster["nodes"]["cp-1"]["mac"],
+                 workdir=cluster["work"] / "cp-1-kill", name="cp-1-kill", netdev=cluster["netdev"])
+    vm.start()
+    try:
+        assert vm.wait_for_console(r"k8sseed\[runtime\]: begin", timeout=600), "runtime phase never started"
+    finally:
+        vm.kill()
+    vm.start()
+    res = vm.wait(900)
+    assert res.complete, res.summary()
+    log = _log(res)
+    assert res.meta["reason"] == "bootstrap-finished", (res.meta, log[-3000:])
+    assert "k8sseed[prepare-os]: already done" in log, "the finished phase was redone"
+    assert log.count("k8sseed[runtime]: begin") == 2 and log.count("k8sseed[runtime]: done") == 1, log
+    assert "bootstrap complete" in log
+
+
+def test_a_worker_boots_prepares_itself_and_waits_for_the_endpoint(cluster):
+    res = _boot(cluster, "worker-1", "worker-1", timeout=600, collect_timeout=200)
+    _assert_seed_accepted_and_os_prepared(res, cluster["nodes"]["worker-1"])
+    log = _log(res)
+    for phase in PHASES[:4]:
+        assert f"k8sseed[{phase}]: done" in log, log[-3000:]
+    assert "k8sseed[kubeadm]: waiting for the API endpoint 10.20.100.10:6443" in log
+    assert not [c for c in res.standin_calls("kubeadm") if c["argv"][:1] in (["init"], ["join"])]
+    assert "PRIVATE KEY" not in (res.text("user-data.txt") or "")
