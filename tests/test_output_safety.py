@@ -67,19 +67,12 @@ def _in_private_mount(tmp_path: Path, options: str, command: list[str]) -> subpr
                            *command], capture_output=True, text=True)
 
 
-def test_a_full_disk_gives_a_clean_error(tmp_path):
+@pytest.mark.parametrize(("mount_options", "error"), [("size=48k", "No space left on device"),
+                                                     ("ro", "Read-only file system")], ids=["full", "read-only"])
+def test_a_full_or_read_only_disk_gives_a_clean_error(tmp_path, mount_options, error):
     secret = make_secret(tmp_path)
-    result = _in_private_mount(tmp_path, "size=48k", [K8SSEED, "build", str(PROFILES / "single-node.yaml"), "-o",
-                                                       str(tmp_path / "mnt" / "out"), "--secret", str(secret)])
+    result = _in_private_mount(tmp_path, mount_options, [K8SSEED, "build", str(PROFILES / "single-node.yaml"), "-o",
+                                                         str(tmp_path / "mnt" / "out"), "--secret", str(secret)])
     assert result.returncode == 1, result.stderr
-    assert "No space left on device" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-def test_a_read_only_disk_gives_a_clean_error(tmp_path):
-    secret = make_secret(tmp_path)
-    result = _in_private_mount(tmp_path, "ro", [K8SSEED, "build", str(PROFILES / "single-node.yaml"), "-o",
-                                                str(tmp_path / "mnt" / "out"), "--secret", str(secret)])
-    assert result.returncode == 1, result.stderr
-    assert "Read-only file system" in result.stderr
+    assert error in result.stderr
     assert "Traceback" not in result.stderr
