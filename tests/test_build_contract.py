@@ -102,7 +102,7 @@ def test_exactly_one_seed_runs_kubeadm_init(built):
 def test_every_joiner_pins_the_spki_hash_of_the_control_plane_ca(built):
     for out in built.values():
         cp = next(d for d in node_dirs(out) if _node_env(d)["K8SSEED_DUTY"] == "init")
-        ca_pem = _write_files(cp)["/etc/kubernetes/pki/ca.crt"]
+        ca_pem = _write_files(cp)["/etc/k8sseed/pki/ca.crt"]
         cert = x509.load_pem_x509_certificate(ca_pem.encode())
         spki = cert.public_key().public_bytes(serialization.Encoding.DER,
                                               serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -127,9 +127,9 @@ def test_workers_carry_no_private_keys(built):
             text = (out / node["name"] / "user-data").read_text()
             if node["role"] == "worker":
                 assert "PRIVATE KEY" not in text
-                assert "/etc/kubernetes/pki/" not in text
+                assert "/etc/k8sseed/pki/" not in text
             else:
-                assert "/etc/kubernetes/pki/ca.key" in text
+                assert "/etc/k8sseed/pki/ca.key" in text
 
 
 def test_control_planes_get_exactly_the_eight_shared_pki_files(built):
@@ -137,7 +137,7 @@ def test_control_planes_get_exactly_the_eight_shared_pki_files(built):
               "etcd/ca.key"}
     out = built["reference"]
     for name in ("cp-1", "cp-2", "cp-3"):
-        prefix = "/etc/kubernetes/pki/"
+        prefix = "/etc/k8sseed/pki/"
         pki = {p.removeprefix(prefix) for p in _write_files(out / name) if p.startswith(prefix)}
         assert pki == shared
 
@@ -198,7 +198,7 @@ def test_different_secrets_give_different_cas_and_tokens(tmp_path):
         result = run_cli("build", str(PROFILES / "single-node.yaml"), "-o", str(out), "--secret", str(secret))
         assert result.returncode == 0
         outs.append(_write_files(out / "solo-1"))
-    assert outs[0]["/etc/kubernetes/pki/ca.crt"] != outs[1]["/etc/kubernetes/pki/ca.crt"]
+    assert outs[0]["/etc/k8sseed/pki/ca.crt"] != outs[1]["/etc/k8sseed/pki/ca.crt"]
     assert outs[0]["/etc/k8sseed/kubeadm-init.yaml"] != outs[1]["/etc/k8sseed/kubeadm-init.yaml"]
 
 

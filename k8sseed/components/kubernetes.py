@@ -7,11 +7,14 @@ from k8sseed.components.kubeadm_config import init_documents, join_configuration
 from k8sseed.plan import ClusterPlan, Duty, NodePlan
 from k8sseed.yamltext import dump_all
 
-PKI_DIR = "/etc/kubernetes/pki"
+# The seed keeps the shared PKI here; the bootstrap copies it into /etc/kubernetes/pki before every init or
+# control-plane join, because `kubeadm reset` (run before retrying a cut-off init or join) empties that directory.
+PKI_DIR = "/etc/k8sseed/pki"
 
 
 def shared_pki_files(plan: ClusterPlan) -> tuple[NodeFile, ...]:
-    """The 8 files every stacked control-plane node must share; kubeadm makes the per-node rest."""
+    """The 8 files every stacked control-plane node must share (placed into /etc/kubernetes/pki by the
+    bootstrap); kubeadm makes the per-node rest."""
     pki = plan.pki
     return (
         NodeFile(f"{PKI_DIR}/ca.crt", pki.ca.cert_pem),

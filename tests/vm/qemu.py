@@ -333,6 +333,10 @@ class VM:
     a (mac, netdev) tuple such as ("52:54:00:00:00:21", "socket,listen=127.0.0.1:20001") or a
     dict {"mac": ..., "netdev": ...}. Only loopback or test-owned namespaces may be reached:
     user networking always gets restrict=on.
+
+    netns: run QEMU inside this (test-made) network namespace (`ip netns exec NS qemu...`, which execs
+    QEMU: the PID stays QEMU's), e.g. with netdev="tap,ifname=TAP,script=no,downscript=no" for a tap
+    the test put on a bridge in that namespace.
     """
 
     def __init__(self, image: Image | os.PathLike | str, seed_iso: os.PathLike | str | None,
@@ -342,7 +346,7 @@ class VM:
                  overlay: os.PathLike | str | None = None, collect: bool = True,
                  collect_timeout: int = 900, collect_grace: int = 30, poweroff: bool = True,
                  collect_extra: Sequence[str] = (), append: str = "", qemu_args: Sequence[str] = (),
-                 netdev: str = "user"):
+                 netdev: str = "user", netns: str | None = None):
         self.image = _as_image(image)
         self.seed_iso = Path(seed_iso).resolve() if seed_iso else None
         self.mac = mac
@@ -362,6 +366,7 @@ class VM:
         self.append = append
         self.qemu_args = list(qemu_args)
         self.netdev = netdev
+        self.netns = netns
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"k8sseed-vm-{name}-")).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -424,8 +429,9 @@ class VM:
                 append.append("k8sseed.collect_extra=" + ",".join(self.collect_extra))
         if self.append:
             append.append(self.append)
-        cmd = [QEMU, "-name", f"k8sseed-{self.name}", "-nodefaults", "-no-user-config",
-               "-machine", "q35"]
+        cmd = ["ip", "netns", "exec", self.netns] if self.netns else []
+        cmd += [QEMU, "-name", f"k8sseed-{self.name}", "-nodefaults", "-no-user-config",
+                "-machine", "q35"]
         if accel == "kvm":
             cmd += ["-accel", "kvm", "-cpu", "host"]
         else:
@@ -511,6 +517,17 @@ class VM:
             timed_out = True
             self.kill()
         return self._result(timed_out)
+
+    def results_now(self) -> VMResult:
+        """The results of the current boot while the VM keeps running: for VM(poweroff=False) after the
+        console said 'K8SSEED-COLLECT: done' (the collector has unmounted the disk by then)."""
+        if self.proc is None:
+            raise VMError("VM not started")
+        results = read_results_disk(self.results_disk, self.results_out)
+        return VMResult(name=self.name, boot=self.boots, accel=self.accel or "?",
+                        returncode=self.proc.poll(), timed_out=False, killed=False,
+                        wall_seconds=time.monotonic() - self._t0, console_path=self.console_path,
+                        results_dir=results, overlay=self.overlay, workdir=self.workdir, vm=self)
 
     def stop(self) -> VMResult:
         """Kill now and return what there is (a resume test's first boot)."""

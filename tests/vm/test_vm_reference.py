@@ -157,12 +157,14 @@ def test_first_control_plane_node_boots_prepares_itself_and_runs_kubeadm_init(cl
     assert len([c for c in again.standin_calls("kubeadm") if c["argv"][:1] == ["init"]]) == 1
 
 
-def test_a_bootstrap_killed_mid_phase_resumes_on_the_next_boot(cluster):
+@pytest.mark.parametrize("kill_at", ["runtime", "kubeadm-init"])
+def test_a_bootstrap_killed_mid_phase_resumes_on_the_next_boot(cluster, kill_at):
+    console = {"runtime": r"k8sseed\[runtime\]: begin", "kubeadm-init": r"k8sseed\[kubeadm\]: \+ kubeadm init"}
     vm = qemu.VM(qemu.ensure_image(), cluster["out"] / "cp-1.iso", cluster["nodes"]["cp-1"]["mac"],
-                 workdir=cluster["work"] / "cp-1-kill", name="cp-1-kill", netdev=cluster["netdev"])
+                 workdir=cluster["work"] / f"cp-1-kill-{kill_at}", name="cp-1-kill", netdev=cluster["netdev"])
     vm.start()
     try:
-        assert vm.wait_for_console(r"k8sseed\[runtime\]: begin", timeout=600), "runtime phase never started"
+        assert vm.wait_for_console(console[kill_at], timeout=900), f"never reached {kill_at}"
     finally:
         vm.kill()
     vm.start()
@@ -171,10 +173,17 @@ def test_a_bootstrap_killed_mid_phase_resumes_on_the_next_boot(cluster):
     log = _log(res)
     assert res.meta["reason"] == "bootstrap-finished", (res.meta, log[-3000:])
     assert "k8sseed[prepare-os]: already done" in log, "the finished phase was redone"
-    # The kill came after runtime began (seen on the console); the next boot ran runtime to its end, once.
-    assert log.count("k8sseed[runtime]: done") == 1, log
-    assert log.index("k8sseed[prepare-os]: already done") < log.rindex("k8sseed[runtime]: begin"), log
     assert "bootstrap complete" in log
+    if kill_at == "runtime":
+        # The kill came after runtime began (seen on the console); the next boot ran runtime to its end, once.
+        assert log.count("k8sseed[runtime]: done") == 1, log
+        assert log.index("k8sseed[prepare-os]: already done") < log.rindex("k8sseed[runtime]: begin"), log
+    else:
+        # A cut-off init is reset and run again, with the seed's CA back in place (kubeadm reset empties pki).
+        assert "a previous kubeadm init did not finish: resetting first" in log, log[-3000:]
+        assert log.count("shared cluster CA and service-account keys placed") >= 2, log[-3000:]
+        calls = [c["argv"][:1] for c in res.standin_calls("kubeadm")]
+        assert calls.count(["reset"]) == 1 and calls[-1:] != [["reset"]], calls
 
 
 def test_a_worker_boots_prepares_itself_and_waits_for_the_endpoint(cluster):
