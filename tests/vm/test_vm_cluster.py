@@ -17,7 +17,6 @@ a fresh disk while cp-2/cp-3 run: the split-brain guard must make it join instea
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as dt
 import json
@@ -33,14 +32,12 @@ from pathlib import Path
 import pytest
 import qemu
 import yaml
+from mirrored_seeds import build_behind_mirror
 
 pytestmark = pytest.mark.vm
 
-REPO = Path(__file__).resolve().parents[2]
-K8SSEED = str(Path(sys.executable).parent / "k8sseed")
 ROUTER_IP = "10.20.0.1"
 MIRROR_IP = "10.20.0.2"
-MIRROR = f"http://{MIRROR_IP}:8080"
 BOOT_NODES = ("cp-1", "cp-2", "cp-3", "worker-1")
 BOOT_TIMEOUT = 900          # s, the parallel boot of all four (TCG, 2 cores)
 SPLIT_BRAIN_TIMEOUT = 600   # s, cp-1 again with cp-2/cp-3 running
@@ -207,22 +204,7 @@ def cluster(vm_image, tmp_path_factory: pytest.TempPathFactory) -> dict:
     if subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
         pytest.skip("`ip netns` is not available")
     work = tmp_path_factory.mktemp("vm-cluster")
-    profile = yaml.safe_load((REPO / "profiles" / "reference.yaml").read_text())
-    profile["mirrors"].update({
-        "calicoOperator": f"{MIRROR}/calico/v{{version}}/tigera-operator.yaml",
-        "purelbCRDs": f"{MIRROR}/purelb/v{{version}}/crds.yaml",
-        "purelb": f"{MIRROR}/purelb/v{{version}}/purelb.yaml",
-    })
-    (work / "profile.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
-    secret = work / "profile.secret"
-    secret.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
-    secret.chmod(0o600)
-    out = work / "out"
-    subprocess.run([K8SSEED, "build", str(work / "profile.yaml"), "-o", str(out)], check=True, capture_output=True)
-    mirror = work / "mirror"
-    for rel in ("calico/v3.25.2/tigera-operator.yaml", "purelb/v0.16.6/crds.yaml", "purelb/v0.16.6/purelb.yaml"):
-        (mirror / rel).parent.mkdir(parents=True, exist_ok=True)
-        (mirror / rel).write_text(f"# test mirror copy of {rel}\napiVersion: v1\nkind: List\nitems: []\n")
+    profile, out, mirror = build_behind_mirror(work, "reference.yaml")
     (work / "mirror_server.py").write_text(MIRROR_SERVER)
     nodes = {n["name"]: n for n in profile["nodes"]}
     vip = profile["cluster"]["controlPlaneEndpoint"].rsplit(":", 1)[0]

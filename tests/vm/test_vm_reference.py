@@ -10,10 +10,7 @@ Docker, BIRD, the modules and sysctls.
 
 from __future__ import annotations
 
-import base64
-import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,12 +18,10 @@ from pathlib import Path
 import pytest
 import qemu
 import yaml
+from mirrored_seeds import build_behind_mirror
 
 pytestmark = pytest.mark.vm
 
-REPO = Path(__file__).resolve().parents[2]
-K8SSEED = str(Path(sys.executable).parent / "k8sseed")
-MIRROR = "http://10.20.0.2:8080"
 PHASES = ["prepare-os", "runtime", "kubernetes-packages", "load-balancer", "kubeadm", "addons"]
 
 SERVE_ONE = '''import sys, pathlib
@@ -46,23 +41,7 @@ sys.stdout.buffer.flush()
 
 def _build_behind_mirror(work: Path, profile_name: str) -> dict:
     """A profile from profiles/ with its mirrors pointing at the test's local mirror, built with a fresh secret."""
-    profile = yaml.safe_load((REPO / "profiles" / profile_name).read_text())
-    profile["mirrors"].update({
-        "calicoOperator": f"{MIRROR}/calico/v{{version}}/tigera-operator.yaml",
-        "purelbCRDs": f"{MIRROR}/purelb/v{{version}}/crds.yaml",
-        "purelb": f"{MIRROR}/purelb/v{{version}}/purelb.yaml",
-    })
-    (work / "profile.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
-    secret = work / "profile.secret"
-    secret.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
-    secret.chmod(0o600)
-    out = work / "out"
-    subprocess.run([K8SSEED, "build", str(work / "profile.yaml"), "-o", str(out)], check=True,
-                   capture_output=True)
-    mirror = work / "mirror"
-    for rel in ("calico/v3.25.2/tigera-operator.yaml", "purelb/v0.16.6/crds.yaml", "purelb/v0.16.6/purelb.yaml"):
-        (mirror / rel).parent.mkdir(parents=True, exist_ok=True)
-        (mirror / rel).write_text(f"# test mirror copy of {rel}\napiVersion: v1\nkind: List\nitems: []\n")
+    profile, out, mirror = build_behind_mirror(work, profile_name)
     server = work / "serve_one.py"
     server.write_text(SERVE_ONE)
     netdev = (f"user,net=10.20.0.0/24,host=10.20.0.1,dns=10.20.0.3,"

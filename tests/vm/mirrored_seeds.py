@@ -1,0 +1,41 @@
+"""Seeds of an example profile with its download mirrors pointed at a test's local mirror (10.20.0.2:8080).
+
+Mirrors are a product feature (sites behind firewalls use them), so the node bootstrap does not know it is
+being tested. Shared by the single-VM and the cluster VM tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+K8SSEED = str(Path(sys.executable).parent / "k8sseed")
+MIRROR = "http://10.20.0.2:8080"
+MIRRORED = ("calico/v3.25.2/tigera-operator.yaml", "purelb/v0.16.6/crds.yaml", "purelb/v0.16.6/purelb.yaml")
+
+
+def build_behind_mirror(work: Path, profile_name: str) -> tuple[dict, Path, Path]:
+    """Build profiles/<profile_name> with a fresh secret into work/out; returns (profile, out, mirror dir)."""
+    profile = yaml.safe_load((REPO / "profiles" / profile_name).read_text())
+    profile["mirrors"].update({
+        "calicoOperator": f"{MIRROR}/calico/v{{version}}/tigera-operator.yaml",
+        "purelbCRDs": f"{MIRROR}/purelb/v{{version}}/crds.yaml",
+        "purelb": f"{MIRROR}/purelb/v{{version}}/purelb.yaml",
+    })
+    (work / "profile.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    secret = work / "profile.secret"
+    secret.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    secret.chmod(0o600)
+    out = work / "out"
+    subprocess.run([K8SSEED, "build", str(work / "profile.yaml"), "-o", str(out)], check=True, capture_output=True)
+    mirror = work / "mirror"
+    for rel in MIRRORED:
+        (mirror / rel).parent.mkdir(parents=True, exist_ok=True)
+        (mirror / rel).write_text(f"# test mirror copy of {rel}\napiVersion: v1\nkind: List\nitems: []\n")
+    return profile, out, mirror
