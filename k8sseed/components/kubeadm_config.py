@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from k8sseed.plan import CRI_SOCKET, ClusterPlan, Duty, NodePlan
+from k8sseed.plan import CRI_SOCKET, ClusterPlan, NodePlan
 
 KUBELET_API = "kubelet.config.k8s.io/v1beta1"
 KUBE_PROXY_API = "kubeproxy.config.k8s.io/v1alpha1"
@@ -117,6 +117,3 @@ def init_documents(plan: ClusterPlan, node: NodePlan) -> list[dict[str, Any]]:
     return [init_configuration(plan, node), cluster_configuration(plan), kubelet_configuration(plan),
             kube_proxy_configuration(plan)]
 
-
-def join_documents(plan: ClusterPlan, node: NodePlan) -> list[dict[str, Any]]:
-    return [join_configuration(plan, node, node.duty is not Duty.WORKER_JOIN)]

@@ -11,7 +11,7 @@ from typing import Any
 
 from k8sseed.errors import Finding
 from k8sseed.profile.source import Source
-from k8sseed.versions import IPVS_DEPRECATED_SINCE, NFTABLES_SINCE, facts_for, supported_minors
+from k8sseed.versions import IPVS_DEPRECATED_SINCE, NFTABLES_SINCE, PURELB_V2_SINCE, facts_for, supported_minors
 
 Check = Callable[[Source], Iterator[Finding]]
 
@@ -324,7 +324,7 @@ def check_purelb(src: Source) -> Iterator[Finding]:
         return
     version = purelb.get("version", "0.16.6")
     release = re.fullmatch(r"([0-9]+)\.([0-9]+)\.([0-9]+)", version) if isinstance(version, str) else None
-    if release and tuple(int(x) for x in release.groups()) < (0, 15, 0):
+    if release and tuple(int(x) for x in release.groups()) < PURELB_V2_SINCE:
         yield src.finding(("purelb", "version"), f"PureLB {version} speaks purelb.io/v1; k8sseed renders the "
                                                  "purelb.io/v2 resources of PureLB 0.15 and newer")
     pools = purelb.get("pools") if isinstance(purelb.get("pools"), list) else []
