@@ -328,7 +328,8 @@ def check_purelb(src: Source) -> Iterator[Finding]:
         yield src.finding(("purelb", "version"), f"PureLB {version} speaks purelb.io/v1; k8sseed renders the "
                                                  "purelb.io/v2 resources of PureLB 0.15 and newer")
     pools = purelb.get("pools") if isinstance(purelb.get("pools"), list) else []
-    if not any(isinstance(p, dict) and p.get("name") == "default" for p in pools):
+    named = all(isinstance(p, dict) and isinstance(p.get("name"), str) for p in pools)  # else the schema spoke
+    if named and not any(p.get("name") == "default" for p in pools):
         yield src.finding(("purelb", "pools"), "PureLB needs a pool named 'default' (Services without the "
                                                "purelb.io/service-group annotation use it)")
     taken = [(f"cluster.{k}", _net(_get(src.data, "cluster", k) or d))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import difflib
 import functools
 import json
@@ -144,3 +146,57 @@ def schema_findings(src: Source) -> list[Finding]:
         path, message = _explain(error)
         findings.append(src.finding(path, message))
     return findings
+
+
+_KEEP_VALIDATORS = {"required"}  # a missing key leaves nothing to prune; semantic checks read with .get()
+
+
+def _bad_paths(src: Source) -> set[Path]:
+    bad: set[Path] = set()
+    for error in _validator().iter_errors(src.data):
+        path: Path = tuple(error.absolute_path)
+        if error.validator in _KEEP_VALIDATORS:
+            continue
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            known = set((error.schema or {}).get("properties", {}))
+            bad.update((*path, key) for key in set(error.instance) - known)
+        elif error.validator == "propertyNames" and isinstance(error.instance, dict):
+            bad.update((*path, key) for sub in error.context or [] for key in [sub.instance] if key in error.instance)
+            if not error.context:
+                bad.add(path)
+        else:
+            bad.add(path)
+    return bad
+
+
+def _drop(data: Any, path: Path) -> None:
+    *parent_path, last = path
+    parent = data
+    for step in parent_path:
+        try:
+            parent = parent[step]
+        except (KeyError, IndexError, TypeError):
+            return
+    if isinstance(parent, dict):
+        parent.pop(last, None)
+    elif isinstance(parent, list) and isinstance(last, int) and last < len(parent):
+        parent[last] = None  # keep the other items' indexes (and so their positions) as they are
+
+
+def schema_valid_part(src: Source) -> Source:
+    """The profile with every value the schema rejected taken out.
+
+    Semantic checks run on this, so they see only well-typed values (a mapping where a name belongs
+    was already reported by the schema and must not crash a check), while the rest of the profile
+    still gets its semantic findings in the same run.
+    """
+    bad = _bad_paths(src)
+    if not bad:
+        return src
+    data = copy.deepcopy(src.data)
+    if () in bad:
+        data = {}
+    for path in sorted(bad, key=len, reverse=True):
+        if path:
+            _drop(data, path)
+    return dataclasses.replace(src, data=data)
