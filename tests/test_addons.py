@@ -80,6 +80,15 @@ def test_calico_pod_pool_and_autodetection_follow_the_profile(built):
     assert solo["bgp"] == "Disabled" and solo["ipPools"][0]["encapsulation"] == "VXLAN"
 
 
+def test_calico_images_come_from_the_profiles_registry_mirror(built):
+    def registry(stem: str) -> str | None:
+        install = next(d for d in _addon_docs(built[stem]) if d["kind"] == "Installation")
+        return install["spec"].get("registry")
+
+    assert registry("current") == "harbor.lab.example.com:5000/"  # the operator's form: with the trailing slash
+    assert registry("reference") is None  # no mirror: the operator's default registries
+
+
 def test_calico_version_follows_the_kubernetes_minor(built):
     def env(out: Path) -> str:
         init = next(d for d in node_dirs(out) if "/etc/k8sseed/kubeadm-init.yaml" in _files(d))

@@ -27,25 +27,25 @@ def pool_is_local(plan: ClusterPlan, pool: LBPool) -> bool:
 
 def calico_installation(plan: ClusterPlan) -> dict[str, Any]:
     c, calico = plan.profile.cluster, plan.profile.calico
-    return {
-        "apiVersion": "operator.tigera.io/v1",
-        "kind": "Installation",
-        "metadata": {"name": "default"},
-        "spec": {
-            "calicoNetwork": {
-                "bgp": "Enabled" if plan.profile.bgp else "Disabled",
-                "ipPools": [{
-                    "cidr": c.pod_subnet,
-                    "blockSize": calico.block_size,
-                    "encapsulation": plan.calico_encapsulation,
-                    "natOutgoing": "Enabled" if calico.nat_outgoing else "Disabled",
-                    "nodeSelector": "all()",
-                }],
-                # Pin calico-node to the profile's address of each node (multi-NIC hosts).
-                "nodeAddressAutodetectionV4": {"cidrs": [str(n) for n in _node_networks(plan)]},
-            },
+    spec: dict[str, Any] = {
+        "calicoNetwork": {
+            "bgp": "Enabled" if plan.profile.bgp else "Disabled",
+            "ipPools": [{
+                "cidr": c.pod_subnet,
+                "blockSize": calico.block_size,
+                "encapsulation": plan.calico_encapsulation,
+                "natOutgoing": "Enabled" if calico.nat_outgoing else "Disabled",
+                "nodeSelector": "all()",
+            }],
+            # Pin calico-node to the profile's address of each node (multi-NIC hosts).
+            "nodeAddressAutodetectionV4": {"cidrs": [str(n) for n in _node_networks(plan)]},
         },
     }
+    registry = plan.profile.mirrors.calico_registry
+    if registry:
+        spec["registry"] = registry + "/"  # the operator wants the trailing slash
+    return {"apiVersion": "operator.tigera.io/v1", "kind": "Installation", "metadata": {"name": "default"},
+            "spec": spec}
 
 
 def calico_bgp_resources(plan: ClusterPlan) -> list[dict[str, Any]]:

@@ -92,6 +92,7 @@ class Mirrors:
     image_repository: str
     cri_dockerd: str
     calico_operator: str
+    calico_registry: str | None
     purelb_crds: str
     purelb: str
 
@@ -248,7 +249,8 @@ def build_model(data: dict[str, Any]) -> Profile:
         gateway=ipaddress.IPv4Address(net["gateway"]) if net.get("gateway") else None,
         nameservers=tuple(net["nameservers"]), search_domains=tuple(net["searchDomains"]), mtu=net.get("mtu"),
         mirrors=Mirrors(mi.get("apt"), mi["kubernetesPackages"], mi["dockerPackages"], mi["imageRepository"],
-                        mi["criDockerd"], mi["calicoOperator"], mi["purelbCRDs"], mi["purelb"]),
+                        mi["criDockerd"], mi["calicoOperator"], mi.get("calicoRegistry"), mi["purelbCRDs"],
+                        mi["purelb"]),
         os_family=os_["family"], timezone=os_["timezone"], ntp_servers=tuple(os_["ntpServers"]),
         users=tuple(User(u["name"], u["sudo"], tuple(u["sshAuthorizedKeys"]), u.get("password"),
                          u.get("hashedPassword"), u["shell"]) for u in os_["users"]),
