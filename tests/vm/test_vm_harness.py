@@ -20,10 +20,15 @@ for p in prepare-os runtime kubeadm; do
   if [ "$p" = runtime ]; then sleep 25; fi
   if [ "$p" = kubeadm ]; then
     echo "kind: InitConfiguration" >/etc/k8sseed/kubeadm.yaml
-    kubeadm init --config /etc/k8sseed/kubeadm.yaml >/dev/null
+    # like k8sseed, place a CA before init (the kubeadm stand-in signs its API server certificate with it)
+    mkdir -p /etc/kubernetes/pki
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=harness-ca \
+      -addext basicConstraints=critical,CA:TRUE \
+      -keyout /etc/kubernetes/pki/ca.key -out /etc/kubernetes/pki/ca.crt 2>/dev/null
+    kubeadm init --config /etc/k8sseed/kubeadm.yaml >/dev/null || { log "$p" "kubeadm init failed"; exit 1; }
   fi
   touch "/var/lib/k8sseed/$p.done"; sync
-  log "$p" done
+  log "$p" "done"
 done
 """
 
