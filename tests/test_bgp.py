@@ -7,11 +7,8 @@ calico-node's is, to show that both BIRDs coexist and the router learns the VIP,
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -21,10 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO, make_secret, require_tool
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from netns_support import API_STANDIN, api_certificate, netns_unavailable, stop_process
 
 from k8sseed.build import load_plan
 from k8sseed.components.bird import bird_fragment
@@ -36,14 +30,6 @@ PROFILE = REPO / "tests" / "profiles" / "bgp-test.yaml"
 BIRD_CONF = "/etc/bird/bird.conf"
 VIP_SCRIPT = "/usr/local/sbin/k8sseed-vip-health"
 BGP_SLACK = 3.0  # seconds allowed for BGP updates and scheduling on top of the health check's own delay
-
-
-def _netns_unavailable() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root for network namespaces"
-    if not shutil.which("ip") or subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
-        return "`ip netns` is not available"
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -206,13 +192,7 @@ class Lab:
         log.close()
 
     def stop(self, key: str) -> None:
-        proc = self.procs.pop(key)
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(self.procs.pop(key))
 
     def close(self) -> None:
         for key in list(self.procs):
@@ -223,7 +203,7 @@ class Lab:
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
-    reason = _netns_unavailable()
+    reason = netns_unavailable()
     if reason:
         pytest.skip(reason)
     lab = Lab(tmp_path)
@@ -232,26 +212,6 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     finally:
         lab.close()
 
-
-API_STANDIN = """
-import http.server, socketserver, ssl, sys
-class Ready(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200 if self.path == "/readyz" else 404)
-        self.end_headers()
-        self.wfile.write(b"ok")
-    def log_message(self, *args):
-        pass
-class Server(http.server.ThreadingHTTPServer):
-    def server_bind(self):  # HTTPServer's own looks the address up in DNS, which stalls in a namespace
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
-server = Server((sys.argv[1], int(sys.argv[2])), Ready)
-context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-context.load_cert_chain(sys.argv[3], sys.argv[4])
-server.socket = context.wrap_socket(server.socket, server_side=True)
-server.serve_forever()
-"""
 
 CALICO_STANDIN = """\
 router id {node_ip};
@@ -271,25 +231,6 @@ protocol bgp host {{
   ipv4 {{ import none; export where proto = "blocks"; next hop self; }};
 }}
 """
-
-
-def _leaf_cert(plan: ClusterPlan, address: str, directory: Path) -> tuple[Path, Path]:
-    """An API-server-like certificate for address, signed by the cluster CA from the plan."""
-    ca_cert = x509.load_pem_x509_certificate(plan.pki.ca.cert_pem.encode())
-    ca_key = serialization.load_pem_private_key(plan.pki.ca.key_pem.encode(), password=None)
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.IPv4Address(address))]), False)
-            .sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
-    cert_path, key_path = directory / f"{address}.crt", directory / f"{address}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 def _with_log_file(conf: str, log: Path) -> str:
@@ -365,9 +306,9 @@ def test_router_sees_vip_ecmp_withdrawn_and_returned_with_the_api_server(plan, l
         socket = tmp_path / f"{cp.name}.ctl"
         lab.start(f"bird-{cp.name}", ns, ["bird", "-f", "-c", str(conf), "-s", str(socket),
                                           "-P", str(tmp_path / f"{cp.name}.pid")])
-        cert, key = _leaf_cert(plan, cp.node.address, tmp_path)
+        cert, key = api_certificate(plan, tmp_path, [cp.node.address], stem=cp.node.address)
         lab.start(f"api-{cp.name}", ns, [sys.executable, str(standin), cp.node.address,
-                                         str(p.cluster.api_server_port), str(cert), str(key)])
+                                         str(p.cluster.api_server_port), str(cert), str(key), cp.name])
         script = tmp_path / f"{cp.name}-vip-health"
         script.write_text(files[VIP_SCRIPT])
         lab.start(f"health-{cp.name}", ns, ["bash", str(script)], env={
@@ -421,7 +362,8 @@ def test_router_sees_vip_ecmp_withdrawn_and_returned_with_the_api_server(plan, l
     cert, key = tmp_path / f"{victim.node.address}.crt", tmp_path / f"{victim.node.address}.key"
     promised_return = hc.successes * (hc.interval_seconds + 1) + BGP_SLACK
     lab.start(f"api-{victim.name}", namespaces[victim.name],
-              [sys.executable, str(standin), victim.node.address, str(p.cluster.api_server_port), str(cert), str(key)])
+              [sys.executable, str(standin), victim.node.address, str(p.cluster.api_server_port), str(cert), str(key),
+               victim.name])
     returned = _wait_for(f"{victim.name} back in the VIP's next hops",
                          lambda: _next_hops(lab, router, vip) == all_hops, promised_return)
     print(f"{victim.name}'s API server restarted: next hop back after {returned:.1f} s "

@@ -3,10 +3,7 @@ network namespaces (three control planes and a client on one bridge) to measure 
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,10 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import EXAMPLE_PROFILES, REPO, make_secret, require_tool
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from netns_support import API_STANDIN, api_certificate, netns_unavailable, stop_process
 
 from k8sseed.build import load_plan
 from k8sseed.components.keepalived_haproxy import (
@@ -42,15 +36,7 @@ PROFILE = REPO / "tests" / "profiles" / "keepalived-test.yaml"
 OUR_FILES = (KEEPALIVED_CONF, CHECK_SCRIPT, HAPROXY_CFG)
 
 
-def _netns_unavailable() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root to create network namespaces"
-    if not shutil.which("ip") or subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
-        return "`ip netns` is not available"
-    return None
-
-
-needs_netns = pytest.mark.skipif(_netns_unavailable() is not None, reason=_netns_unavailable() or "")
+needs_netns = pytest.mark.skipif(netns_unavailable() is not None, reason=netns_unavailable() or "")
 
 
 @pytest.fixture(scope="module")
@@ -218,68 +204,6 @@ def test_keepalived_accepts_every_generated_config(plan, tmp_path):
 
 # ---------------------------------------------------------------- VRRP failover in network namespaces
 
-API_STAND_IN = r'''
-import http.server, socketserver, ssl, sys
-
-address, port, cert, key, name = sys.argv[1:]
-context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-context.load_cert_chain(cert, key)
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        ok = self.path in ("/healthz", "/readyz", "/livez")
-        body = b"ok" if ok else b"not found"
-        self.send_response(200 if ok else 404)
-        self.send_header("X-Served-By", name)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-
-    def finish_request(self, request, client_address):  # the TLS handshake runs in the request's thread
-        request.settimeout(5)
-        super().finish_request(context.wrap_socket(request, server_side=True), client_address)
-
-
-Server((address, int(port)), Handler).serve_forever()
-'''
-
-
-def _api_certificate(plan: ClusterPlan, workdir: Path) -> tuple[Path, Path]:
-    """A serving certificate with the SANs kubeadm gives the API server, signed by the cluster CA."""
-    ca_cert = x509.load_pem_x509_certificate(plan.pki.ca.cert_pem.encode())
-    ca_key = serialization.load_pem_private_key(plan.pki.ca.key_pem.encode(), password=None)
-    key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = [x509.DNSName("kubernetes"), x509.DNSName("kubernetes.default")]
-    for name in plan.api_server_sans:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(name)))
-        except ValueError:
-            sans.append(x509.DNSName(name))
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-        .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    cert_file, key_file = workdir / "apiserver.crt", workdir / "apiserver.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_file, key_file
-
-
 @dataclass
 class Member:
     node: NodePlan
@@ -365,19 +289,9 @@ def _wait_tcp(ns: str, address: str, port: int, limit: float = 10.0) -> None:
     raise AssertionError(f"nothing listens on {address}:{port} in {ns}")
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
 @pytest.fixture(scope="module")
 def lab(plan: ClusterPlan, files, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    reason = _netns_unavailable()
+    reason = netns_unavailable()
     if reason:
         pytest.skip(reason)
     for tool in ("keepalived", "haproxy", "curl"):
@@ -388,8 +302,8 @@ def lab(plan: ClusterPlan, files, tmp_path_factory: pytest.TempPathFactory) -> I
     namespaces = [switch, client]
     ca_file = root / "cluster-ca.crt"
     ca_file.write_text(plan.pki.ca.cert_pem)
-    (root / "api_stand_in.py").write_text(API_STAND_IN)
-    _api_certificate(plan, root)
+    (root / "api_stand_in.py").write_text(API_STANDIN)
+    api_certificate(plan, root, plan.api_server_sans)
     members = {}
     for cp in plan.control_planes:
         workdir = root / cp.name
@@ -415,7 +329,7 @@ def lab(plan: ClusterPlan, files, tmp_path_factory: pytest.TempPathFactory) -> I
         yield lab
     finally:
         for proc in reversed(lab.started):
-            _stop(proc)
+            stop_process(proc)
         for m in members.values():  # a SIGKILLed keepalived parent can leave its VRRP child behind
             child = _vrrp_child(m)
             if child:

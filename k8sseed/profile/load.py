@@ -8,7 +8,7 @@ from pathlib import Path
 from k8sseed.errors import Finding, ProfileError
 from k8sseed.profile.checks import semantic_findings, warnings_for
 from k8sseed.profile.model import Profile, apply_defaults, build_model
-from k8sseed.profile.schema_check import profile_schema, schema_findings, schema_valid_part
+from k8sseed.profile.schema_check import check_schema, profile_schema
 from k8sseed.profile.source import line_col, parse_yaml
 
 
@@ -26,7 +26,8 @@ def load_profile_text(text: str, filename: str = "profile.yaml") -> LoadedProfil
     if not isinstance(src.data, dict):
         message = "the profile must be a YAML mapping with 'cluster' and 'nodes'"
         raise ProfileError(filename, [Finding("", message, 1, 1)])
-    findings = schema_findings(src) + semantic_findings(schema_valid_part(src))
+    findings, valid_part = check_schema(src)
+    findings += semantic_findings(valid_part)
     if findings:
         raise ProfileError(filename, list(dict.fromkeys(findings)))
     schema = profile_schema()

@@ -119,9 +119,15 @@ def _unquoted_number(src: Source, error: jsonschema.ValidationError) -> str | No
             f'quote it ("{written}")')
 
 
-def schema_findings(src: Source) -> list[Finding]:
+def check_schema(src: Source) -> tuple[list[Finding], Source]:
+    """Validate once: the findings, and the profile with every value the schema rejected taken out."""
+    errors = list(_validator().iter_errors(src.data))
+    return _findings(src, errors), _valid_part(src, errors)
+
+
+def _findings(src: Source, errors: list[jsonschema.ValidationError]) -> list[Finding]:
     findings: list[Finding] = _control_character_findings(src, src.data, ())
-    for error in _validator().iter_errors(src.data):
+    for error in errors:
         if "propertyNames" in error.relative_schema_path or error.validator == "propertyNames":
             # jsonschema reports the key as the instance at the mapping's path: point at the key itself.
             bad = error.instance
@@ -148,24 +154,21 @@ def schema_findings(src: Source) -> list[Finding]:
     return findings
 
 
-_KEEP_VALIDATORS = {"required"}  # a missing key leaves nothing to prune; semantic checks read with .get()
-
-
-def _bad_paths(src: Source) -> set[Path]:
+def _bad_paths(errors: list[jsonschema.ValidationError]) -> set[Path]:
     bad: set[Path] = set()
-    for error in _validator().iter_errors(src.data):
+    for error in errors:
         path: Path = tuple(error.absolute_path)
-        if error.validator in _KEEP_VALIDATORS:
+        if error.validator == "required":  # nothing there to take out; semantic checks read with .get()
             continue
-        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-            known = set((error.schema or {}).get("properties", {}))
-            bad.update((*path, key) for key in set(error.instance) - known)
-        elif error.validator == "propertyNames" and isinstance(error.instance, dict):
-            bad.update((*path, key) for sub in error.context or [] for key in [sub.instance] if key in error.instance)
-            if not error.context:
-                bad.add(path)
-        else:
-            bad.add(path)
+        if error.validator in ("additionalProperties", "propertyNames") and isinstance(error.instance, dict):
+            if error.validator == "additionalProperties":
+                keys = set(error.instance) - set((error.schema or {}).get("properties", {}))
+            else:
+                keys = {sub.instance for sub in error.context or []} & set(error.instance)
+            if keys:
+                bad.update((*path, key) for key in keys)
+                continue
+        bad.add(path)
     return bad
 
 
@@ -183,20 +186,19 @@ def _drop(data: Any, path: Path) -> None:
         parent[last] = None  # keep the other items' indexes (and so their positions) as they are
 
 
-def schema_valid_part(src: Source) -> Source:
+def _valid_part(src: Source, errors: list[jsonschema.ValidationError]) -> Source:
     """The profile with every value the schema rejected taken out.
 
     Semantic checks run on this, so they see only well-typed values (a mapping where a name belongs
     was already reported by the schema and must not crash a check), while the rest of the profile
     still gets its semantic findings in the same run.
     """
-    bad = _bad_paths(src)
+    bad = _bad_paths(errors)
     if not bad:
         return src
-    data = copy.deepcopy(src.data)
     if () in bad:
-        data = {}
+        return dataclasses.replace(src, data={})
+    data = copy.deepcopy(src.data)
     for path in sorted(bad, key=len, reverse=True):
-        if path:
-            _drop(data, path)
+        _drop(data, path)
     return dataclasses.replace(src, data=data)
