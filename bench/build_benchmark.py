@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+SPEEDUP_GOAL = 12  # over cloud-localds packing the same seeds
+MEMORY_GOAL_MB = 75  # peak RSS of a 1000-node build
 K8SSEED = str(Path(sys.executable).parent / "k8sseed")
 
 
@@ -51,21 +53,26 @@ def run_build(work: Path, nodes: int) -> dict[str, float]:
     if status != 0:
         sys.exit(f"build of {nodes} nodes failed: {proc.stderr.read().decode() if proc.stderr else ''}")
     written = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    return {"nodes": nodes, "wall": wall, "rss_mb": usage.ru_maxrss / 1024, "bytes": written, "out": out}
+    return {"nodes": nodes, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024,
+            "bytes": written, "out": out}
 
 
-def run_localds(out: Path, nodes: list[str]) -> float:
+def run_localds(out: Path, nodes: list[str]) -> tuple[float, float]:
+    """(wall, CPU) seconds for cloud-localds packing the seeds one by one, as a user would script it."""
     tool = shutil.which("cloud-localds")
     if not tool:
-        return float("nan")
+        return float("nan"), float("nan")
     target = out.parent / "localds"
     target.mkdir(exist_ok=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     for name in nodes:
         seed = out / name
         subprocess.run([tool, "--network-config", str(seed / "network-config"), str(target / f"{name}.iso"),
                         str(seed / "user-data"), str(seed / "meta-data")], check=True, capture_output=True)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
 def main() -> None:
@@ -77,24 +84,27 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
     with tempfile.TemporaryDirectory(prefix="k8sseed-bench-", dir=args.workdir) as tmp:
         work = Path(tmp)
-        print(f"{'nodes':>6} {'wall s':>8} {'ms/node':>8} {'peak RSS MB':>12} {'bytes written':>14}")
+        print(f"{'nodes':>6} {'wall s':>8} {'CPU s':>7} {'ms/node':>8} {'peak RSS MB':>12} {'bytes written':>14}")
         results = []
         for n in sorted({max(1, args.nodes // 4), max(1, args.nodes // 2), args.nodes}):
             r = run_build(work, n)
             results.append(r)
-            print(f"{n:>6} {r['wall']:>8.2f} {1000 * r['wall'] / n:>8.2f} {r['rss_mb']:>12.1f} {r['bytes']:>14}")
+            print(f"{n:>6} {r['wall']:>8.2f} {r['cpu']:>7.2f} {1000 * r['wall'] / n:>8.2f} {r['rss_mb']:>12.1f} "
+                  f"{r['bytes']:>14}")
         biggest = results[-1]
         for a, b in itertools.pairwise(results):
             marginal = 1000 * (b["wall"] - a["wall"]) / (b["nodes"] - a["nodes"])
             print(f"marginal cost {a['nodes']}->{b['nodes']} nodes: {marginal:.2f} ms/node "
                   "(about equal from step to step = linear; the rest is fixed start-up cost)")
-        goal = "met" if biggest["wall"] < 3 and biggest["rss_mb"] < 200 else "NOT met"
-        print(f"goal (under 3 s and 200 MB for {args.nodes} nodes): {goal}")
+        goal = "met" if biggest["wall"] < 3 and biggest["rss_mb"] <= MEMORY_GOAL_MB else "NOT met"
+        print(f"goal (under 3 s and {MEMORY_GOAL_MB} MB peak RSS for {args.nodes} nodes): {goal}")
         if not args.skip_localds:
             names = sorted(p.name for p in biggest["out"].iterdir() if (p / "user-data").is_file())
-            localds = run_localds(biggest["out"], names)
-            print(f"cloud-localds packing the same {len(names)} seeds: {localds:.2f} s "
-                  f"(k8sseed whole build is x{localds / biggest['wall']:.1f} faster; goal: at least x4)")
+            wall, cpu = run_localds(biggest["out"], names)
+            print(f"cloud-localds packing the same {len(names)} seeds: {wall:.2f} s wall, {cpu:.2f} s CPU")
+            print(f"k8sseed's whole build is x{wall / biggest['wall']:.1f} faster by wall time and "
+                  f"x{cpu / biggest['cpu']:.1f} by CPU time (goal: at least x{SPEEDUP_GOAL}; CPU time is the "
+                  "steadier figure on a busy machine)")
 
 
 if __name__ == "__main__":

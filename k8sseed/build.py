@@ -55,25 +55,29 @@ def source_date_epoch(plan: ClusterPlan) -> int:
     return calendar.timegm(time.strptime(plan.profile.cluster.pki_not_before, "%Y-%m-%d"))
 
 
+def _size_warning(sizes: dict[str, int]) -> str | None:
+    for limit, label in SIZE_WARNINGS:
+        over = [name for name, size in sizes.items() if size > limit]
+        if over:
+            largest = max(over, key=sizes.__getitem__)
+            return (f"{len(over)} seed(s) have user-data over {label} (largest: {largest}, {sizes[largest]} bytes): "
+                    "some HTTP and config-drive seed paths cut such files; the ISOs are fine")
+    return None
+
+
 def build(profile_path: Path, secret_path: Path, out: Path) -> BuildResult:
     plan, warnings, profile_sha = load_plan(profile_path, secret_path)
     epoch = source_date_epoch(plan)
     check_replaceable(out.absolute())
-    seeds = [build_seed(plan, node) for node in plan.nodes]
     routers = router_configs(plan)
-    notes = list(warnings)
-    for limit, label in SIZE_WARNINGS:
-        over = [s for s in seeds if len(s.user_data) > limit]
-        if over:
-            largest = max(over, key=lambda s: len(s.user_data))
-            notes.append(f"{len(over)} seed(s) have user-data over {label} (largest: {largest.name}, "
-                         f"{len(largest.user_data)} bytes): some HTTP and config-drive seed paths cut such files; "
-                         "the ISOs are fine")
-            break
     written = 0
+    user_data_sizes: dict[str, int] = {}
     with atomic_output_dir(out) as tmp:
         isos: dict[str, tuple[str, str]] = {}
-        for seed in seeds:
+        # One seed at a time: memory stays flat however many nodes the profile has.
+        for node in plan.nodes:
+            seed = build_seed(plan, node)
+            user_data_sizes[seed.name] = len(seed.user_data)
             iso_name, iso_sha, size = write_seed(seed, tmp, epoch)
             isos[seed.name] = (iso_name, iso_sha)
             written += size
@@ -83,4 +87,6 @@ def build(profile_path: Path, secret_path: Path, out: Path) -> BuildResult:
         os.chmod(tmp / "manifest.json", 0o600)
         os.utime(tmp / "manifest.json", (epoch, epoch))
         written += len(data)
-    return BuildResult(out, len(seeds), written, tuple(notes))
+    size_note = _size_warning(user_data_sizes)
+    notes = (*warnings, size_note) if size_note else warnings
+    return BuildResult(out, len(plan.nodes), written, notes)

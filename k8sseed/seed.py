@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -45,17 +46,34 @@ class NodeSeed:
                 ("network-config", self.network_config))
 
 
-def _write_files(files: list[NodeFile]) -> list[dict[str, Any]]:
+def _unique_files(files: list[NodeFile]) -> list[NodeFile]:
     seen: dict[str, NodeFile] = {}
     for f in files:
         if f.path in seen and seen[f.path] != f:
             raise ValueError(f"two components write {f.path}")
         seen[f.path] = f
-    return [{"path": f.path, "content": f.content, "owner": "root:root", "permissions": f.permissions}
-            for f in seen.values()]
+    return list(seen.values())
 
 
-def user_data_dict(plan: ClusterPlan, node: NodePlan) -> dict[str, Any]:
+def _file_entry(f: NodeFile) -> dict[str, Any]:
+    return {"path": f.path, "content": f.content, "owner": "root:root", "permissions": f.permissions}
+
+
+@functools.lru_cache(maxsize=512)
+def _file_entry_yaml(f: NodeFile) -> str:
+    """One write_files entry as a YAML sequence item. Most entries (the bootstrap script, units, templates) are
+    the same on every node: they are dumped once per build instead of once per node."""
+    return dump([_file_entry(f)])
+
+
+@dataclass(frozen=True)
+class _UserData:
+    head: dict[str, Any]  # the components' cloud-config keys, in component order
+    files: list[NodeFile]
+    runcmd: list[list[str]]
+
+
+def _collect(plan: ClusterPlan, node: NodePlan) -> _UserData:
     fragments: list[NodeFragment] = [component(plan, node) for component in COMPONENTS]
     config: dict[str, Any] = {}
     files: list[NodeFile] = []
@@ -70,13 +88,27 @@ def user_data_dict(plan: ClusterPlan, node: NodePlan) -> dict[str, Any]:
         env.extend(fragment.env)
         runcmd.extend(list(cmd) for cmd in fragment.runcmd)
     files.append(env_file(tuple(env)))
-    config["write_files"] = _write_files(files)
-    config["runcmd"] = runcmd
-    return config
+    for key in ("write_files", "runcmd"):
+        if key in config:
+            raise ValueError(f"a component sets {key} directly")
+    return _UserData(config, _unique_files(files), runcmd)
+
+
+def user_data_dict(plan: ClusterPlan, node: NodePlan) -> dict[str, Any]:
+    parts = _collect(plan, node)
+    return {**parts.head, "write_files": [_file_entry(f) for f in parts.files], "runcmd": parts.runcmd}
+
+
+def user_data_text(plan: ClusterPlan, node: NodePlan) -> str:
+    """`#cloud-config` + the YAML of user_data_dict, byte for byte (a test holds it to that), with the
+    write_files entries dumped through a cache."""
+    parts = _collect(plan, node)
+    return ("#cloud-config\n" + dump(parts.head) + "write_files:\n"
+            + "".join(_file_entry_yaml(f) for f in parts.files) + dump({"runcmd": parts.runcmd}))
 
 
 def build_seed(plan: ClusterPlan, node: NodePlan) -> NodeSeed:
-    user_data = ("#cloud-config\n" + dump(user_data_dict(plan, node))).encode("utf-8")
+    user_data = user_data_text(plan, node).encode("utf-8")
     network = dump(network_config(plan, node)).encode("utf-8")
     digest = hashlib.sha256(user_data + b"\0" + network).hexdigest()[:16]
     meta = dump({"instance-id": f"k8sseed-{node.name}-{digest}", "local-hostname": node.name}).encode("utf-8")

@@ -42,6 +42,7 @@ def environment() -> jinja2.Environment:
         loader=jinja2.PackageLoader("k8sseed", "templates"),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
+        auto_reload=False,  # the templates ship with the package: no stat() per render
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
