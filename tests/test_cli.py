@@ -117,3 +117,125 @@ def test_profile_reference_doc_is_generated_from_the_schema():
     from k8sseed.profile.reference_doc import render_reference
 
     assert (REPO / "docs" / "profile.md").read_text() == render_reference(), "run: make docs"
+
+
+# What a newcomer sees: the node table, inspect, hints that keep the cluster's CA, exit codes, no Python internals
+
+INTERNALS = ("Traceback", "object has no attribute", "NoneType", "[Errno", "Error:", "KeyError", "TypeError")
+
+
+def _rows(stdout: str) -> dict[str, list[str]]:
+    lines = [line.split() for line in stdout.splitlines() if line.startswith("  ")]
+    return {cells[0]: cells for cells in lines[1:] if len(cells) == 6}
+
+
+def test_build_prints_a_node_table_with_what_changed_since_the_last_build(tmp_path):
+    secret = make_secret(tmp_path)
+    out = tmp_path / "out"
+    first = run_cli("build", str(PROFILES / "reference.yaml"), "-o", str(out), "--secret", str(secret))
+    assert first.returncode == 0, first.stderr
+    assert "NODE" in first.stdout and "SINCE LAST BUILD" in first.stdout
+    rows = _rows(first.stdout)
+    assert rows["cp-1"] == ["cp-1", "control-plane", "10.20.0.11/24", "52:54:00:20:00:11", "0", "new"]
+    assert rows["worker-3"][1:] == ["worker", "10.20.0.23/24", "52:54:00:20:00:23", "5", "new"]
+    again = _rows(run_cli("build", str(PROFILES / "reference.yaml"), "-o", str(out), "--secret", str(secret)).stdout)
+    assert {row[5] for row in again.values()} == {"unchanged"}
+    edited = tmp_path / "edited.yaml"
+    text = (PROFILES / "reference.yaml").read_text().replace("52:54:00:20:00:22", "52:54:00:20:00:aa")
+    edited.write_text(text.replace('  - {name: worker-3, role: worker, ip: 10.20.0.23/24, mac: "52:54:00:20:00:23"}\n',
+                                   ""))
+    third = run_cli("build", str(edited), "-o", str(out), "--secret", str(secret))
+    assert third.returncode == 0, third.stderr
+    rows = _rows(third.stdout)
+    assert rows["worker-2"][5] == "changed" and rows["worker-1"][5] == "unchanged" and "worker-3" not in rows
+    assert "not in this build" in third.stdout and "worker-3" in third.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["nodes"][0]["seedSha256"]) == {"user-data", "meta-data", "network-config"}
+    assert "worker-2/network-config" in manifest["files"] and "manifest.json" in manifest["files"]
+
+
+def test_inspect_shows_address_mac_cluster_endpoint_and_kubernetes_version(built):
+    out = built["reference"]
+    worker = json.loads(run_cli("inspect", "--json", str(out / "worker-1.iso")).stdout)
+    assert worker["addresses"] == ["10.20.0.21/24"] and worker["macs"] == ["52:54:00:20:00:21"]
+    assert worker["cluster"] == "reference" and worker["controlPlaneEndpoint"] == "10.20.100.10:6443"
+    assert worker["kubernetesVersion"] == "1.25.6"
+    text = run_cli("inspect", str(out / "cp-1.iso")).stdout
+    assert "IP: 10.20.0.11/24  MAC: 52:54:00:20:00:11" in text
+    assert "cluster: reference  endpoint: 10.20.100.10:6443  Kubernetes: 1.25.6" in text
+
+
+def _iso_without_seed(tmp_path: Path, *options: str) -> Path:
+    content = tmp_path / "content"
+    content.mkdir(exist_ok=True)
+    (content / "readme.txt").write_text("hello\n")
+    iso = tmp_path / f"plain{''.join(options)}.iso"
+    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", *options, "-V", "cidata", "-o", str(iso), str(content)],
+                   check=True, capture_output=True)
+    return iso
+
+
+@pytest.mark.parametrize("options", [(), ("-J",), ("-R",)], ids=["iso9660-only", "joliet", "rock-ridge"])
+def test_inspect_of_an_iso_without_a_seed_says_so(tmp_path, options):
+    result = run_cli("inspect", str(_iso_without_seed(tmp_path, *options)))
+    assert result.returncode == 1
+    assert "readme.txt: 6 bytes" in result.stdout
+    assert "holds no user-data and no meta-data" in result.stderr
+    assert not [word for word in INTERNALS if word in result.stdout + result.stderr]
+
+
+def test_a_missing_secret_points_at_the_secret_beside_the_profile_not_at_init(tmp_path):
+    profile = tmp_path / "lab.yaml"
+    profile.write_text((PROFILES / "single-node.yaml").read_text())
+    make_secret(tmp_path, "cluster.secret")
+    result = run_cli("build", str(profile), "-o", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert f"pass --secret {tmp_path / 'cluster.secret'}" in result.stderr
+    assert "a new secret means a new CA" in result.stderr
+    assert "k8sseed init" not in result.stderr
+
+
+def test_init_into_an_existing_cluster_directory_refuses_with_a_hint(tmp_path):
+    assert run_cli("init", str(tmp_path / "lab")).returncode == 0
+    again = run_cli("init", str(tmp_path / "lab"))
+    assert again.returncode == 1
+    assert f"k8sseed build {tmp_path / 'lab' / 'profile.yaml'} -o OUT" in again.stderr
+    assert "new CA" in again.stderr
+
+
+def _odd_inputs(tmp: Path) -> list[tuple[str, list[str], int, str]]:
+    """(case, arguments, exit code the README promises, what the message says)."""
+    secret = make_secret(tmp)
+    make_secret(tmp, "other.secret")
+    (tmp / "junk.bin").write_bytes(b"\0" * 5000)
+    (tmp / "empty.iso").write_bytes(b"")
+    (tmp / "a-file").write_text("x")
+    (tmp / "bad.yaml").write_text("cluster: [1,\n")
+    (tmp / "open.secret").write_text("x")
+    (tmp / "open.secret").chmod(0o644)
+    ref = str(PROFILES / "reference.yaml")
+    return [
+        ("inspect-junk", ["inspect", str(tmp / "junk.bin")], 1, "not a readable ISO 9660 image"),
+        ("inspect-empty", ["inspect", str(tmp / "empty.iso")], 1, "not a readable ISO 9660 image"),
+        ("render-unknown-node", ["render", ref, "nope", "--secret", str(secret)], 1, "no node named 'nope'"),
+        ("build-into-a-file", ["build", ref, "-o", str(tmp / "a-file"), "--secret", str(secret)], 1,
+         "is not a directory"),
+        ("build-below-a-file", ["build", ref, "-o", str(tmp / "a-file" / "out"), "--secret", str(secret)], 1,
+         "is not a directory"),
+        ("build-missing-secret", ["build", ref, "-o", str(tmp / "o1"), "--secret", str(tmp / "nope.secret")], 1,
+         "cluster secret not found"),
+        ("build-open-secret", ["build", ref, "-o", str(tmp / "o2"), "--secret", str(tmp / "open.secret")], 1,
+         "chmod 600"),
+        ("build-invalid-profile", ["build", str(tmp / "bad.yaml"), "-o", str(tmp / "o3"), "--secret", str(secret)],
+         2, "YAML syntax error"),
+        ("validate-missing-profile", ["validate", str(tmp / "nope.yaml")], 2, "cannot read the profile"),
+    ]
+
+
+def test_odd_inputs_give_the_readme_exit_codes_and_plain_messages(tmp_path):
+    for case, args, code, message in _odd_inputs(tmp_path):
+        result = run_cli(*args)
+        assert result.returncode == code, (case, result.stderr)
+        assert message in result.stderr, (case, result.stderr)
+        assert not [word for word in INTERNALS if word in result.stderr], (case, result.stderr)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith((".", "o1", "o2", "o3"))], "nothing written"
