@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import stat
 import subprocess
 import sys
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PROFILES, REPO, make_secret, run_cli
+from conftest import PROFILES, REPO, make_secret, require_tool, run_cli
 
 
 def test_init_writes_a_valid_starter_profile_and_a_private_secret(tmp_path):
@@ -91,13 +93,18 @@ def test_ipvs_on_1_35_builds_with_a_deprecation_warning(tmp_path):
     assert "KEP-5495" in result.stderr
 
 
-@pytest.mark.slow
-def test_pip_install_from_a_clean_checkout_gives_a_working_tool(tmp_path):
-    """Packaging: templates and the schema ship as package data; a fresh venv gets a working k8sseed."""
+def _clean_checkout(tmp_path: Path) -> Path:
     src = tmp_path / "src"
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(src)], check=True)
     for name in ("k8sseed", "profiles", "setup.cfg", "pyproject.toml", "README.md", "schemas"):
         subprocess.run(["cp", "-a", str(REPO / name), str(src)], check=True)  # the working tree, committed or not
+    return src
+
+
+@pytest.mark.slow
+def test_pip_install_from_a_clean_checkout_gives_a_working_tool(tmp_path):
+    """Packaging: templates and the schema ship as package data; a fresh venv gets a working k8sseed."""
+    src = _clean_checkout(tmp_path)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(src)], check=True, cwd=tmp_path)
@@ -111,6 +118,32 @@ def test_pip_install_from_a_clean_checkout_gives_a_working_tool(tmp_path):
                                capture_output=True, text=True, cwd=tmp_path).stdout
     assert str(venv) in installed
     assert Path(out / "manifest.json").is_file()
+
+
+@pytest.mark.slow
+def test_the_readme_install_command_works_with_debians_system_python(tmp_path):
+    """Debian 12's pip refuses to install into the system Python (PEP 668): the README says pipx, and pipx works."""
+    readme = (REPO / "README.md").read_text()
+    assert not re.search(r"^\s*(sudo )?pip3? install \.", readme, re.M), "system pip refuses this on Debian 12"
+    commands = re.findall(r"^(pipx install \.)\s", readme, re.M)
+    assert commands, "README: recommend 'pipx install .' for the everyday install"
+    pipx = require_tool("pipx")
+    src = _clean_checkout(tmp_path)
+    env = {**os.environ, "PIPX_HOME": str(tmp_path / "pipx"), "PIPX_BIN_DIR": str(tmp_path / "bin")}
+    env.pop("VIRTUAL_ENV", None)
+    installed = subprocess.run([pipx, *commands[0].split()[1:]], cwd=src, env=env, capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    tool = tmp_path / "bin" / "k8sseed"
+    from k8sseed import __version__
+
+    version = subprocess.run([str(tool), "--version"], capture_output=True, text=True, cwd=tmp_path)
+    assert version.returncode == 0 and __version__ in version.stdout
+    secret = make_secret(tmp_path)
+    result = subprocess.run([str(tool), "build", str(PROFILES / "reference.yaml"), "-o", str(tmp_path / "out"),
+                             "--secret", str(secret)], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "cp-1.iso").is_file()
+    assert str(tmp_path / "pipx") in os.path.realpath(tool)
 
 
 def test_profile_reference_doc_is_generated_from_the_schema():
