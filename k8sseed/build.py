@@ -16,11 +16,31 @@ from k8sseed.profile import load_profile
 from k8sseed.router_configs import router_configs
 from k8sseed.secrets import read_secret
 from k8sseed.seed import build_seed
-from k8sseed.writers.manifest import manifest, manifest_bytes
-from k8sseed.writers.output_dir import atomic_output_dir, check_replaceable
+from k8sseed.writers.manifest import (
+    SEED_FILES,
+    manifest,
+    manifest_bytes,
+    node_changes,
+    read_manifest,
+    removed_nodes,
+    written_paths,
+)
+from k8sseed.writers.output_dir import atomic_output_dir, check_replaceable, resolve_out, unexpected_entries
 from k8sseed.writers.seed_files import write_router_files, write_seed
 
 SIZE_WARNINGS = ((65536, "64 KiB"), (16384, "16 KiB"))
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    """One line of the build's node table."""
+
+    name: str
+    role: str
+    ip: str
+    mac: str | None
+    bootstrap_order: int
+    change: str  # new | changed | unchanged (seed files compared with the previous build in OUT)
 
 
 @dataclass(frozen=True)
@@ -29,6 +49,9 @@ class BuildResult:
     nodes: int
     bytes_written: int
     warnings: tuple[str, ...]
+    target: Path  # where the seeds are: OUT, or the directory OUT links to
+    rows: tuple[NodeRow, ...] = ()
+    removed: tuple[str, ...] = ()  # nodes of the previous build that this one no longer has
 
 
 def default_secret_path(profile_path: Path) -> Path:
@@ -65,28 +88,69 @@ def _size_warning(sizes: dict[str, int]) -> str | None:
     return None
 
 
-def build(profile_path: Path, secret_path: Path, out: Path) -> BuildResult:
+def _losses(target: Path, previous: dict | None, plan: ClusterPlan) -> list[str]:
+    """What replacing OUT would delete that is not this cluster's earlier output."""
+    if previous is None:
+        return []
+    losses = []
+    old_name, old_ca = previous.get("clusterName"), previous.get("caCertHash")
+    names = [n.get("name") for n in previous.get("nodes", []) if isinstance(n, dict)]
+    listed = ", ".join(str(n) for n in names[:6]) + (", ..." if len(names) > 6 else "")
+    if old_name != plan.profile.cluster.name:
+        losses.append(f"the seeds of another cluster, '{old_name}' ({len(names)} nodes: {listed}); "
+                      f"this profile is cluster '{plan.profile.cluster.name}'")
+    elif old_ca and old_ca != plan.pki.ca_cert_hash:
+        losses.append(f"the seeds of cluster '{old_name}' built with another cluster secret (CA {old_ca}; this "
+                      f"secret's CA is {plan.pki.ca_cert_hash}): nodes running from those seeds will not trust "
+                      "new ones; if that cluster is in use, build with its secret (--secret FILE)")
+    unexpected = unexpected_entries(target, written_paths(previous))
+    if unexpected:
+        shown = ", ".join(unexpected[:8]) + (f" and {len(unexpected) - 8} more" if len(unexpected) > 8 else "")
+        losses.append(f"{len(unexpected)} file(s) k8sseed did not write: {shown}")
+    return losses
+
+
+def build(profile_path: Path, secret_path: Path, out: Path, force: bool = False) -> BuildResult:
     plan, warnings, profile_sha = load_plan(profile_path, secret_path)
     epoch = source_date_epoch(plan)
-    check_replaceable(out.absolute())
+    target = resolve_out(out)
+    check_replaceable(target, out)
+    previous = read_manifest(target) if target.is_dir() else None
+    losses = _losses(target, previous, plan)
+    shown = out if target == out.absolute() else f"{out} (a link to {target})"
+    if losses and not force:
+        raise OutputError(f"{shown} holds what this build would delete:\n  - " + "\n  - ".join(losses)
+                          + "\nmove that away or choose another -o directory; --force replaces it")
     routers = router_configs(plan)
-    written = 0
+    notes = list(warnings) + [f"--force: replaced {loss}" for loss in losses]
     user_data_sizes: dict[str, int] = {}
-    with atomic_output_dir(out) as tmp:
+    written = 0
+    with atomic_output_dir(target) as tmp:
         isos: dict[str, tuple[str, str]] = {}
+        seed_sha: dict[str, dict[str, str]] = {}
+        files: list[str] = []
         # One seed at a time: memory stays flat however many nodes the profile has.
         for node in plan.nodes:
             seed = build_seed(plan, node)
             user_data_sizes[seed.name] = len(seed.user_data)
             iso_name, iso_sha, size = write_seed(seed, tmp, epoch)
             isos[seed.name] = (iso_name, iso_sha)
+            seed_sha[seed.name] = {name: hashlib.sha256(data).hexdigest() for name, data in seed.files()}
+            files += [iso_name, *(f"{seed.name}/{name}" for name in SEED_FILES)]
             written += size
         written += write_router_files(routers, tmp, epoch)
-        data = manifest_bytes(manifest(plan, profile_sha, isos))
+        files += [f"router/{name}" for name in routers]
+        summary = manifest(plan, profile_sha, isos, seed_sha, files)
+        data = manifest_bytes(summary)
         (tmp / "manifest.json").write_bytes(data)
         os.chmod(tmp / "manifest.json", 0o600)
         os.utime(tmp / "manifest.json", (epoch, epoch))
         written += len(data)
     size_note = _size_warning(user_data_sizes)
-    notes = (*warnings, size_note) if size_note else warnings
-    return BuildResult(out, len(plan.nodes), written, notes)
+    if size_note:
+        notes.append(size_note)
+    changes = node_changes(previous, summary)
+    rows = tuple(NodeRow(n["name"], n["role"], n["ip"], n["mac"], n["bootstrapOrder"], changes[n["name"]])
+                 for n in summary["nodes"])
+    removed = tuple(removed_nodes(previous, summary))
+    return BuildResult(out, len(plan.nodes), written, tuple(notes), target, rows, removed)

@@ -7,6 +7,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -53,7 +54,9 @@ def init(directory: Path, name: str | None) -> None:
     secret = directory / "profile.secret"
     for path in (profile, secret):
         if path.exists():
-            _fail(f"{path} already exists: k8sseed init never overwrites a profile or a secret")
+            _fail(f"{path} already exists: k8sseed init never overwrites a profile or a secret "
+                  f"(a new secret would mean a new CA). To build that cluster: k8sseed build {profile} -o OUT; "
+                  "for a new cluster, run k8sseed init with a new directory")
     try:
         directory.mkdir(parents=True, exist_ok=True)
         write_new_secret(secret)
@@ -88,12 +91,14 @@ def validate(profile: Path) -> None:
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output directory.")
 @click.option("--secret", type=click.Path(dir_okay=False, path_type=Path),
               help="Cluster secret file (default: PROFILE with .secret).")
-def build(profile: Path, out: Path, secret: Path | None) -> None:
+@click.option("--force", is_flag=True,
+              help="Replace OUT even if it holds another cluster's seeds or files k8sseed did not write.")
+def build(profile: Path, out: Path, secret: Path | None, force: bool) -> None:
     """Build one NoCloud seed ISO and seed directory per node into OUT."""
     from k8sseed.build import build as run_build
 
     try:
-        result = run_build(profile, _secret_path(profile, secret), out)
+        result = run_build(profile, _secret_path(profile, secret), out, force=force)
     except ProfileError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_PROFILE)
@@ -101,7 +106,15 @@ def build(profile: Path, out: Path, secret: Path | None) -> None:
         _fail(str(exc))
     for warning in result.warnings:
         _warn(warning)
-    click.echo(f"built {result.nodes} seeds into {result.out} ({result.bytes_written} bytes)")
+    where = result.out if result.target == result.out.absolute() else f"{result.out} (a link to {result.target})"
+    click.echo(f"built {result.nodes} seeds into {where} ({result.bytes_written} bytes)")
+    header = ("NODE", "ROLE", "IP", "MAC", "ORDER", "SINCE LAST BUILD")
+    table = [header] + [(r.name, r.role, r.ip, r.mac or "-", str(r.bootstrap_order), r.change) for r in result.rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        click.echo("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    if result.removed:
+        click.echo(f"  not in this build (their seeds are gone from {result.out}): {', '.join(result.removed)}")
 
 
 @cli.command()
@@ -129,41 +142,115 @@ def render(profile: Path, node: str, secret: Path | None, which: str) -> None:
     click.echo(dict(build_seed(plan, match[0]).files())[which].decode("utf-8"), nl=False)
 
 
+def _yaml_mapping(data: bytes | None) -> dict[str, Any]:
+    """A seed file as a mapping; {} when it is missing, not YAML or not a mapping."""
+    import yaml
+
+    if data is None:
+        return {}
+    try:
+        loaded = yaml.safe_load(data)
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _shell_values(text: str) -> dict[str, str]:
+    """NAME=value lines of node.env (shell-quoted scalars; arrays are skipped)."""
+    import shlex
+
+    values = {}
+    for match in re.finditer(r"^([A-Z0-9_]+)=(.*)$", text, re.M):
+        try:
+            words = shlex.split(match.group(2))
+        except ValueError:
+            continue
+        if len(words) <= 1 and not match.group(2).startswith("("):
+            values[match.group(1)] = words[0] if words else ""
+    return values
+
+
+def _seed_summary(files: dict[str, bytes]) -> dict[str, Any]:
+    """What a node will be, read from its seed: network-config, node.env and the kubeadm configuration."""
+    import yaml
+
+    meta, user, net = (_yaml_mapping(files.get(n)) for n in ("meta-data", "user-data", "network-config"))
+    write_files = [f for f in user.get("write_files") or [] if isinstance(f, dict) and isinstance(f.get("path"), str)]
+    contents = {f["path"]: f.get("content") if isinstance(f.get("content"), str) else "" for f in write_files}
+    env = _shell_values(contents.get("/etc/k8sseed/node.env", ""))
+    kubeadm: dict[str, Any] = {}
+    for path in ("/etc/k8sseed/kubeadm-init.yaml", "/etc/k8sseed/kubeadm-join.yaml"):
+        try:
+            for doc in yaml.safe_load_all(contents.get(path, "")):
+                if isinstance(doc, dict):
+                    kubeadm.setdefault(str(doc.get("kind")), doc)
+        except yaml.YAMLError:
+            continue
+    cluster_config = kubeadm.get("ClusterConfiguration", {})
+    discovery = (kubeadm.get("JoinConfiguration", {}).get("discovery") or {}).get("bootstrapToken") or {}
+    net = net.get("network", net) if isinstance(net.get("network"), dict) else net
+    addresses, macs = [], []
+    for iface in (net.get("ethernets") or {}).values() if isinstance(net.get("ethernets"), dict) else []:
+        if isinstance(iface, dict):
+            addresses += [str(a) for a in iface.get("addresses") or []]
+            mac = (iface.get("match") or {}).get("macaddress") if isinstance(iface.get("match"), dict) else None
+            if mac:
+                macs.append(str(mac))
+    version = env.get("K8SSEED_KUBERNETES_VERSION") or str(cluster_config.get("kubernetesVersion") or "").lstrip("v")
+    return {
+        "instanceId": meta.get("instance-id"), "hostname": meta.get("local-hostname"),
+        "duty": env.get("K8SSEED_DUTY"),
+        "cluster": env.get("K8SSEED_CLUSTER_NAME") or cluster_config.get("clusterName"),
+        "controlPlaneEndpoint": env.get("K8SSEED_API_ENDPOINT") or cluster_config.get("controlPlaneEndpoint")
+        or discovery.get("apiServerEndpoint"),
+        "kubernetesVersion": version or None,
+        "addresses": addresses, "macs": macs,
+        "writeFiles": [f["path"] for f in write_files],
+        "holdsPrivateKey": any("PRIVATE KEY" in text for text in contents.values() if text),
+    }
+
+
 @cli.command()
 @click.argument("iso", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def inspect(iso: Path, as_json: bool) -> None:
-    """Show what is on a seed ISO."""
-    import yaml
+    """Show what is on a seed ISO: the node's name, addresses, cluster, duty and files."""
+    from pycdlib.pycdlibexception import PyCdlibException
 
     from k8sseed.writers.iso import read_iso
 
     try:
-        label, files = read_iso(iso.read_bytes())
-    except Exception as exc:  # pycdlib raises several types for a damaged image
-        _fail(f"{iso}: not a readable ISO 9660 image: {exc}")
-    meta = yaml.safe_load(files.get("meta-data", b"{}")) or {}
-    user = yaml.safe_load(files.get("user-data", b"{}")) or {}
-    env_text = next((f["content"] for f in user.get("write_files", []) if f["path"] == "/etc/k8sseed/node.env"), "")
-    duty = re.search(r"^K8SSEED_DUTY=(\S+)$", env_text, re.M)
-    info = {
-        "iso": str(iso), "label": label, "labelOk": label == "cidata",
-        "files": {name: len(data) for name, data in sorted(files.items())},
-        "instanceId": meta.get("instance-id"), "hostname": meta.get("local-hostname"),
-        "duty": duty.group(1).strip("'") if duty else None,
-        "writeFiles": [f["path"] for f in user.get("write_files", [])],
-        "holdsPrivateKey": any("PRIVATE KEY" in f.get("content", "") for f in user.get("write_files", [])),
-    }
+        data = iso.read_bytes()
+    except OSError as exc:
+        _fail(f"{iso}: cannot read: {exc.strerror}")
+    try:
+        label, files = read_iso(data)
+    except PyCdlibException as exc:
+        _fail(f"{iso}: not a readable ISO 9660 image ({exc})")
+    except (ValueError, LookupError, AttributeError, TypeError):  # pycdlib on some damaged images
+        _fail(f"{iso}: not a readable ISO 9660 image")
+    info = {"iso": str(iso), "label": label, "labelOk": label == "cidata",
+            "files": {name: len(content) for name, content in sorted(files.items())}, **_seed_summary(files)}
+    missing = [name for name in ("user-data", "meta-data") if name not in files]
     if as_json:
         click.echo(json.dumps(info, indent=2))
-        return
-    click.echo(f"{iso}: volume label '{label}'" + ("" if info["labelOk"] else " (NOT cidata: NoCloud will ignore it)"))
-    for name, size in info["files"].items():
-        click.echo(f"  {name}: {size} bytes")
-    click.echo(f"  hostname: {info['hostname']}  instance-id: {info['instanceId']}  duty: {info['duty']}")
-    click.echo(f"  private keys on this seed: {'yes' if info['holdsPrivateKey'] else 'no'}")
-    for path in info["writeFiles"]:
-        click.echo(f"  writes {path}")
+    else:
+        click.echo(f"{iso}: volume label '{label}'" + ("" if info["labelOk"] else
+                                                       " (NOT cidata: NoCloud will ignore it)"))
+        for name, size in info["files"].items():
+            click.echo(f"  {name}: {size} bytes")
+        unknown = "-"
+        click.echo(f"  hostname: {info['hostname'] or unknown}  instance-id: {info['instanceId'] or unknown}  "
+                   f"duty: {info['duty'] or unknown}")
+        by_name = "none (interface matched by name)" if info["addresses"] else unknown
+        click.echo(f"  IP: {', '.join(info['addresses']) or unknown}  MAC: {', '.join(info['macs']) or by_name}")
+        click.echo(f"  cluster: {info['cluster'] or unknown}  endpoint: {info['controlPlaneEndpoint'] or unknown}  "
+                   f"Kubernetes: {info['kubernetesVersion'] or unknown}")
+        click.echo(f"  private keys on this seed: {'yes' if info['holdsPrivateKey'] else 'no'}")
+        for path in info["writeFiles"]:
+            click.echo(f"  writes {path}")
+    if missing:
+        _fail(f"{iso} holds no {' and no '.join(missing)}: it is not a NoCloud seed that cloud-init would use")
 
 
 def main() -> None:

@@ -76,12 +76,30 @@ def write_new_secret(path: Path) -> None:
         handle.write(new_secret_text())
 
 
+def _missing_secret_message(path: Path) -> str:
+    """A new secret means a new CA: point at a secret lying beside the profile before suggesting a new one."""
+    try:
+        neighbours = sorted(p for p in path.parent.glob("*.secret") if p.is_file())
+    except OSError:
+        neighbours = []
+    if neighbours:
+        if len(neighbours) == 1:
+            hint = f"{neighbours[0]} is beside it: if that is this cluster's secret, pass --secret {neighbours[0]}."
+        else:
+            hint = (f"{', '.join(str(p) for p in neighbours[:5])} are beside it: if one of them is this cluster's "
+                    "secret, pass it with --secret FILE.")
+        return (f"{path}: cluster secret not found, but {hint} Do not make a new one for an "
+                "existing cluster: a new secret means a new CA and join token, and running nodes would not "
+                "trust the new seeds")
+    return (f"{path}: cluster secret not found; pass --secret FILE if the cluster has one elsewhere "
+            "(a new secret means a new CA); for a new cluster, 'k8sseed init DIR' writes a profile and its secret")
+
+
 def read_secret(path: Path) -> ClusterSecret:
     try:
         info = path.stat()
     except FileNotFoundError as exc:
-        raise SecretError(f"{path}: cluster secret not found; "
-                          "create one with 'k8sseed init' or pass --secret FILE") from exc
+        raise SecretError(_missing_secret_message(path)) from exc
     except OSError as exc:
         raise SecretError(f"{path}: cannot read the cluster secret: {exc.strerror}") from exc
     if not stat.S_ISREG(info.st_mode):

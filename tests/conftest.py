@@ -17,16 +17,22 @@ PROFILES = REPO / "profiles"
 EXAMPLE_PROFILES = sorted(PROFILES.glob("*.yaml"))
 
 
-def _find_shared() -> Path:
-    for candidate in (os.environ.get("K8SSEED_SHARED"), REPO.parent / "shared", REPO.parent.parent / "shared"):
-        if candidate and (Path(candidate) / "upstream-schemas").is_dir():
-            return Path(candidate)
-    pytest.exit("upstream schemas not found: set K8SSEED_SHARED to the shared/ directory", returncode=4)
-    raise AssertionError
+TEST_DATA = REPO / "tests" / "data"
 
 
-SHARED = _find_shared()
-SCHEMAS = SHARED / "upstream-schemas"
+def _find_schemas() -> Path:
+    """The repository's copy of the upstream schemas; K8SSEED_SHARED=<shared dir> reads that one instead."""
+    override = os.environ.get("K8SSEED_SHARED")
+    if override:
+        schemas = Path(override) / "upstream-schemas"
+        if not (schemas / "index.json").is_file():
+            pytest.exit(f"K8SSEED_SHARED={override}: no upstream-schemas/index.json there; "
+                        "unset it to use tests/data/upstream-schemas", returncode=4)
+        return schemas
+    return TEST_DATA / "upstream-schemas"
+
+
+SCHEMAS = _find_schemas()
 K8SSEED = str(Path(sys.executable).parent / "k8sseed")
 
 

@@ -219,7 +219,9 @@ def test_rebuild_replaces_the_previous_output_completely(tmp_path):
     secret = make_secret(tmp_path)
     out = tmp_path / "out"
     assert run_cli("build", str(PROFILES / "reference.yaml"), "-o", str(out), "--secret", str(secret)).returncode == 0
-    assert run_cli("build", str(PROFILES / "single-node.yaml"), "-o", str(out), "--secret", str(secret)).returncode == 0
+    # another cluster's seeds are only replaced on request (tests/test_output_safety.py)
+    assert run_cli("build", str(PROFILES / "single-node.yaml"), "-o", str(out), "--secret", str(secret),
+                   "--force").returncode == 0
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "solo-1", "solo-1.iso"]
 
 

@@ -17,7 +17,8 @@ def bootstrap_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
             NodeFile(SCRIPT_PATH, render_static("bootstrap.sh.j2"), "0755"),
             NodeFile(UNIT_PATH, render_static("k8sseed-bootstrap.service.j2")),
         ),
-        env=(("K8SSEED_NODE_NAME", node.name), ("K8SSEED_NODE_IP", node.node.address)),
+        env=(("K8SSEED_NODE_NAME", node.name), ("K8SSEED_NODE_IP", node.node.address),
+             ("K8SSEED_CLUSTER_NAME", plan.profile.cluster.name)),
         runcmd=(
             ("systemctl", "daemon-reload"),
             ("systemctl", "enable", "k8sseed-bootstrap.service"),

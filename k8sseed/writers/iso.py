@@ -60,18 +60,33 @@ def iso_bytes(files: tuple[tuple[str, bytes], ...], epoch: int) -> bytes:
 
 
 def read_iso(data: bytes) -> tuple[str, dict[str, bytes]]:
-    """Volume label and the Rock Ridge files at the root of an ISO."""
+    """Volume label and the files at the root of an ISO: Rock Ridge names, else Joliet, else plain ISO 9660.
+
+    Raises pycdlib.pycdlibexception.PyCdlibException (or ValueError) for data that is not an ISO 9660 image.
+    """
     iso = pycdlib.PyCdlib()
     iso.open_fp(io.BytesIO(data))
     try:
-        label = iso.pvd.volume_identifier.decode("ascii").strip()
+        label = iso.pvd.volume_identifier.decode("ascii", "replace").strip()
+        if iso.has_rock_ridge():
+            facet, key = "rr_path", "rr"
+        elif iso.has_joliet():
+            facet, key = "joliet_path", "joliet"
+        else:
+            facet, key = "iso_path", "iso"
         files: dict[str, bytes] = {}
-        for child in iso.list_children(rr_path="/"):
+        for child in iso.list_children(**{facet: "/"}):
             if child.is_dot() or child.is_dotdot() or child.is_dir():
                 continue
-            name = child.rock_ridge.name().decode("utf-8")
+            if key == "rr" and child.rock_ridge is not None:
+                name = child.rock_ridge.name().decode("utf-8", "replace")
+            else:
+                name = child.file_identifier().decode("utf-16-be" if key == "joliet" else "ascii", "replace")
+            path = f"/{name}"
+            if key == "iso":
+                name = name.split(";")[0].rstrip(".").lower().replace("_", "-")
             out = io.BytesIO()
-            iso.get_file_from_iso_fp(out, rr_path=f"/{name}")
+            iso.get_file_from_iso_fp(out, **{facet: path})
             files[name] = out.getvalue()
     finally:
         iso.close()

@@ -49,19 +49,73 @@ def _remove_leftovers(out: Path) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def check_replaceable(out: Path) -> None:
+def resolve_out(out: Path) -> Path:
+    """The directory a build replaces: OUT itself, or where OUT links to (the link stays and keeps pointing there)."""
+    if not out.is_symlink():
+        return out.absolute()
+    target = Path(os.path.realpath(out))
+    if not target.exists():
+        raise OutputError(f"{out} is a symbolic link to {target}, which does not exist; "
+                          f"create that directory (mkdir -p {target}) or remove the link, then build again")
+    if not target.is_dir():
+        raise OutputError(f"{out} is a symbolic link to {target}, which is not a directory; "
+                          "choose another -o directory")
+    return target
+
+
+def _shown(out: Path, shown_as: Path | None) -> str:
+    if shown_as is None:
+        return str(out)
+    return str(shown_as) if shown_as.absolute() == out else f"{shown_as} (a link to {out})"
+
+
+def check_replaceable(out: Path, shown_as: Path | None = None) -> None:
+    """OUT may be replaced: it does not exist, is empty, or holds a manifest.json (a k8sseed output)."""
+    if out.is_symlink() and not out.exists():
+        raise OutputError(f"{out} is a symbolic link to {os.readlink(out)}, which does not exist; "
+                          "create that directory or remove the link, then build again")
+    blocker = next((a for a in out.parents if a.exists() or a.is_symlink()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise OutputError(f"{blocker} is not a directory, so {_shown(out, shown_as)} cannot be created there; "
+                          "choose another -o directory")
     if out.exists() and not out.is_dir():
-        raise OutputError(f"{out} exists and is not a directory")
+        raise OutputError(f"{_shown(out, shown_as)} exists and is not a directory; choose another -o directory")
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise OutputError(f"{out} is not empty and holds no {MARKER}: it is not a k8sseed output, "
+        raise OutputError(f"{_shown(out, shown_as)} is not empty and holds no {MARKER}: it is not a k8sseed output, "
                           "so k8sseed will not replace it; choose another -o directory")
+
+
+def unexpected_entries(out: Path, expected: set[str]) -> list[str]:
+    """Paths under OUT (relative, directories with a trailing '/') that are not in `expected` nor inside one."""
+    found: list[str] = []
+
+    def walk(folder: Path, prefix: str) -> None:
+        for entry in sorted(folder.iterdir()):
+            rel = prefix + entry.name
+            if entry.is_dir() and not entry.is_symlink():
+                if rel + "/" in expected:
+                    walk(entry, rel + "/")
+                else:
+                    found.append(rel + "/")
+            elif rel not in expected or entry.is_symlink():
+                found.append(rel)
+
+    if out.is_dir():
+        walk(out, "")
+    return found
 
 
 @contextlib.contextmanager
 def atomic_output_dir(out: Path) -> Iterator[Path]:
-    """Yield a fresh temp dir beside OUT; on success it becomes OUT, on any failure OUT is untouched."""
+    """Yield a fresh temp dir beside OUT; on success it becomes OUT, on any failure OUT is untouched.
+
+    OUT must be a real directory or a path that does not exist yet (resolve_out turns a link into its target):
+    swapping a symbolic link would replace the link, not what it points to.
+    """
     out = out.absolute()
     check_replaceable(out)
+    if out.is_symlink():
+        raise OutputError(f"{out} is a symbolic link: resolve it first")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         _remove_leftovers(out)

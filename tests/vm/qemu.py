@@ -33,12 +33,13 @@ import hashlib
 import json
 import os
 import re
+import selectors
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,15 +119,65 @@ def find_image() -> Image | None:
     return Image.from_env(p.stdout)
 
 
-def ensure_image(timeout: float = 3600) -> Image:
-    """Build the image if needed (root, network to the Debian mirror) and return it."""
+def ensure_image(timeout: float = 3600, progress: Callable[[str], None] | None = None,
+                 heartbeat: float = 30.0) -> Image:
+    """Build the image if needed (root, network to the Debian mirror) and return it.
+
+    A build takes minutes: `progress` gets each step build_image.sh logs as it starts, with the time the
+    previous step took and the time so far, and a "still ..." line every `heartbeat` seconds of a long step.
+    """
     img = find_image()
     if img is not None:
         return img
-    p = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=timeout)
-    if p.returncode != 0:
-        raise VMError(f"build_image.sh failed ({p.returncode}):\n{p.stderr[-4000:]}")
-    return Image.from_env(p.stdout)
+    say = progress or (lambda line: None)
+    start = step_start = time.monotonic()
+    step = "starting build_image.sh"
+    say(f"VM image {_image_key()} is not cached: building it (several minutes; once per recipe)")
+    proc = subprocess.Popen(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    streams = {proc.stdout: bytearray(), proc.stderr: bytearray()}
+    lines: list[str] = []
+    last_said = start
+    with selectors.DefaultSelector() as sel:
+        for stream in streams:
+            sel.register(stream, selectors.EVENT_READ)
+        while sel.get_map():
+            now = time.monotonic()
+            if now - start > timeout:
+                proc.kill()
+                proc.wait()
+                raise VMError(f"build_image.sh took more than {timeout:.0f} s; last step: {step}")
+            if now - last_said >= heartbeat:
+                say(f"  ... still: {step} ({now - step_start:.0f} s in this step, {now - start:.0f} s in all)")
+                last_said = now
+            for key, _ in sel.select(timeout=min(heartbeat, 5.0)):
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    continue
+                streams[key.fileobj] += chunk
+                if key.fileobj is proc.stderr:
+                    *done, rest = streams[proc.stderr].split(b"\n")
+                    streams[proc.stderr] = bytearray(rest)
+                    for raw in done:
+                        line = raw.decode("utf-8", "replace")
+                        lines.append(line)
+                        now = time.monotonic()
+                        if line.startswith("[build_image"):
+                            say(f"{line}  (previous step {now - step_start:.0f} s, {now - start:.0f} s in all)")
+                            step, step_start = line.split("] ", 1)[-1], now
+                        else:
+                            say(f"  {line}")
+                        last_said = now
+    proc.wait()
+    if proc.returncode != 0:
+        raise VMError(f"build_image.sh failed ({proc.returncode}):\n" + "\n".join(lines)[-4000:])
+    say(f"VM image ready after {time.monotonic() - start:.0f} s")
+    return Image.from_env(bytes(streams[proc.stdout]).decode("utf-8", "replace"))
+
+
+def _image_key() -> str:
+    p = subprocess.run(["bash", str(BUILD_SCRIPT), "--key"], capture_output=True, text=True)
+    return p.stdout.strip() or "?"
 
 
 def _as_image(image: Image | os.PathLike | str) -> Image:
