@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from k8sseed.errors import OutputError
+from k8sseed.errors import OutputError, ProfileWarning
 from k8sseed.pki import derive_pki
 from k8sseed.plan import ClusterPlan, make_plan
 from k8sseed.profile import load_profile
@@ -20,7 +20,9 @@ from k8sseed.writers.manifest import manifest, manifest_bytes
 from k8sseed.writers.output_dir import atomic_output_dir, check_replaceable
 from k8sseed.writers.seed_files import write_router_files, write_seed
 
-SIZE_WARNINGS = ((65536, "64 KiB"), (16384, "16 KiB"))
+# NoCloud reads the ISO and the seed directory whole; some other seed transports (HTTP datasources,
+# cloud user-data fields) stop at 64 KiB.
+USER_DATA_LIMIT = 65536
 
 
 @dataclass(frozen=True)
@@ -28,14 +30,14 @@ class BuildResult:
     out: Path
     nodes: int
     bytes_written: int
-    warnings: tuple[str, ...]
+    warnings: tuple[ProfileWarning, ...]
 
 
 def default_secret_path(profile_path: Path) -> Path:
     return profile_path.with_suffix(".secret")
 
 
-def load_plan(profile_path: Path, secret_path: Path) -> tuple[ClusterPlan, tuple[str, ...], str]:
+def load_plan(profile_path: Path, secret_path: Path) -> tuple[ClusterPlan, tuple[ProfileWarning, ...], str]:
     loaded = load_profile(profile_path)
     secret = read_secret(secret_path)
     c = loaded.profile.cluster
@@ -62,14 +64,13 @@ def build(profile_path: Path, secret_path: Path, out: Path) -> BuildResult:
     seeds = [build_seed(plan, node) for node in plan.nodes]
     routers = router_configs(plan)
     notes = list(warnings)
-    for limit, label in SIZE_WARNINGS:
-        over = [s for s in seeds if len(s.user_data) > limit]
-        if over:
-            largest = max(over, key=lambda s: len(s.user_data))
-            notes.append(f"{len(over)} seed(s) have user-data over {label} (largest: {largest.name}, "
-                         f"{len(largest.user_data)} bytes): some HTTP and config-drive seed paths cut such files; "
-                         "the ISOs are fine")
-            break
+    over = [s for s in seeds if len(s.user_data) > USER_DATA_LIMIT]
+    if over and "user-data-over-64k" not in plan.profile.acknowledged:
+        largest = max(over, key=lambda s: len(s.user_data))
+        notes.append(ProfileWarning("user-data-over-64k",
+                                    f"{len(over)} seed(s) have user-data over 64 KiB (largest: {largest.name}, "
+                                    f"{len(largest.user_data)} bytes): HTTP and cloud user-data seed paths may cut "
+                                    "such files; the ISOs and seed directories are fine"))
     written = 0
     with atomic_output_dir(out) as tmp:
         isos: dict[str, tuple[str, str]] = {}

@@ -11,14 +11,15 @@ from pathlib import Path
 import click
 
 from k8sseed import __version__
-from k8sseed.errors import OutputError, ProfileError, SecretError
+from k8sseed.errors import OutputError, ProfileError, ProfileWarning, SecretError
 
 EXIT_PROFILE = 2
 EXIT_OTHER = 1
 
 
-def _warn(message: str) -> None:
-    click.echo(f"warning: {message}", err=True)
+def _warn(message: str | ProfileWarning) -> None:
+    text = message.render() if isinstance(message, ProfileWarning) else f"warning: {message}"
+    click.echo(text, err=True)
 
 
 def _fail(message: str, code: int = EXIT_OTHER) -> None:
