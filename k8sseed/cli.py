@@ -85,7 +85,8 @@ def init(directory: Path, name: str | None, endpoint: str | None, version: str |
     today = dt.datetime.now(dt.timezone.utc).date().isoformat()
     text = render("starter-profile.yaml.j2", name=cluster, today=today, version=starter.version,
                   endpoint=starter.endpoint, gateway=starter.gateway, nodes=starter.nodes,
-                  proxy_mode=starter.proxy_mode, ssh_keys=starter.ssh_keys, placeholders=starter.placeholders)
+                  proxy_mode=starter.proxy_mode, ssh_keys=starter.ssh_keys, placeholders=starter.placeholders,
+                  pod_subnet=starter.pod_subnet, service_subnet=starter.service_subnet)
     try:
         loaded = load_profile_text(text)
     except ProfileError as exc:  # e.g. two nodes in different subnets, an even control-plane count

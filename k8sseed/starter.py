@@ -39,6 +39,16 @@ class Starter:
     proxy_mode: str
     ssh_keys: tuple[str, ...]
     placeholders: bool  # addresses and MACs were made up from counts
+    pod_subnet: str
+    service_subnet: str
+
+
+def _free_range(candidates: tuple[str, ...], taken: list[ipaddress.IPv4Network]) -> str:
+    """The first candidate that overlaps nothing taken (the node networks, the other cluster range)."""
+    for text in candidates:
+        if not any(ipaddress.IPv4Network(text).overlaps(net) for net in taken):
+            return text
+    return candidates[0]  # validation then says what overlaps
 
 
 def parse_version(text: str | None) -> str:
@@ -133,8 +143,12 @@ def make_starter(endpoint: str | None, nodes: str | None, version: str | None,
     first = ipaddress.IPv4Interface(listed[0].ip).network if listed else ipaddress.IPv4Network("10.20.0.0/24")
     facts = facts_for(chosen)
     assert facts is not None
+    node_nets = [ipaddress.IPv4Interface(n.ip).network for n in listed]
+    service = _free_range(("10.96.0.0/12", "172.20.0.0/16"), node_nets)
+    pods = _free_range(("192.168.0.0/16", "10.244.0.0/16", "172.16.0.0/16"),
+                       [*node_nets, ipaddress.IPv4Network(service)])
     return Starter(
         endpoint=endpoint, gateway=str(first.network_address + 1), nodes=listed, version=chosen,
         proxy_mode="nftables" if facts.minor >= NFTABLES_SINCE else "ipvs",
-        ssh_keys=read_ssh_keys(ssh_keys), placeholders=placeholders,
+        ssh_keys=read_ssh_keys(ssh_keys), placeholders=placeholders, pod_subnet=pods, service_subnet=service,
     )

@@ -210,7 +210,7 @@ def check_version(src: Source) -> Iterator[Finding]:
 
 def _archs_in_use(src: Source) -> list[str]:
     archs = (n.get("arch", "amd64") for _, n in _nodes(src))
-    return list(dict.fromkeys(a for a in archs if isinstance(a, str)))
+    return sorted({a for a in archs if isinstance(a, str)})
 
 
 def check_cri_dockerd(src: Source) -> Iterator[Finding]:
@@ -515,11 +515,12 @@ def warnings_for(src: Source) -> list[ProfileWarning]:
                                   f"kube-proxy ipvs mode is deprecated from Kubernetes 1.35 (KEP-5495) and "
                                   f"{version} logs a warning at startup; consider kubeProxy.mode: nftables"))
     if not _get(src.data, "runtime", "criDockerd", "sha256"):
-        archs = " and ".join(_archs_in_use(src)) or "amd64"
+        archs = _archs_in_use(src) or ["amd64"]
+        example = ", ".join(f"{a}: ..." for a in archs)
         out.append(ProfileWarning("cri-dockerd-unverified",
                                   "runtime.criDockerd.sha256 is not set: nodes download cri-dockerd over HTTPS "
-                                  f"without a checksum check; set the release tarball's sum for {archs} "
-                                  "(sha256: {amd64: ...})"))
+                                  f"without a checksum check; set the release tarball's sum for {' and '.join(archs)} "
+                                  f"(sha256: {{{example}}})"))
     if _get(src.data, "cluster", "bootstrapTokenTTL") in (None, "0"):
         out.append(ProfileWarning("token-never-expires",
                                   "the bootstrap token never expires (cluster.bootstrapTokenTTL: 0) so nodes added "
