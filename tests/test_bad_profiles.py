@@ -317,3 +317,11 @@ def test_a_did_you_mean_hint_never_leads_to_another_error():
                 assert all(f.path != path for f in again.findings), (case.file.name, finding.message, again)
             applied += 1
     assert applied >= 3
+
+
+def test_bgp_peers_on_no_node_subnet_are_one_finding_at_the_peers(tmp_path: Path):
+    profile = tmp_path / "peers.yaml"
+    profile.write_text(REFERENCE.read_text("utf-8").replace("address: 10.20.0.1,", "address: 10.21.0.1,"))
+    problems = parse_problems(run("validate", profile).stderr, profile)
+    assert [p[2] for p in problems] == ["bgp.peers"], problems
+    assert "no node has a BGP peer" in problems[0][3]

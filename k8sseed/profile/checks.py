@@ -362,21 +362,32 @@ def check_bgp(src: Source) -> Iterator[Finding]:
             if peer.get("asNumber") == bgp.get("asNumber"):
                 yield src.finding(("bgp", "peers", j, "asNumber"), "the router must be in another AS than the "
                                                                   "cluster (eBGP): ECMP and next hops rely on it")
+    usable = [(p, _addr(p.get("address"))) for p in peers if isinstance(p, dict)]
+    usable = [(p, a) for p, a in usable if a is not None and isinstance(p.get("nodeSelector", {}), dict)]
+    if len(usable) < len(peers):
+        return  # the schema reports the broken peer
+    lonely: list[tuple[int, dict[str, Any], ipaddress.IPv4Interface]] = []
+    checked = 0
     for i, node in _nodes(src):
         iface = _iface(node.get("ip"))
         labels = node.get("labels") if isinstance(node.get("labels"), dict) else {}
         if iface is None:
             continue
-        usable = [(p, _addr(p.get("address"))) for p in peers if isinstance(p, dict)]
-        usable = [(p, a) for p, a in usable if a is not None and isinstance(p.get("nodeSelector", {}), dict)]
-        if len(usable) < len(peers):
-            continue  # the schema reports the broken peer
+        checked += 1
         matching = [p for p, address in usable if address in iface.network
                     and all(labels.get(k) == v for k, v in p.get("nodeSelector", {}).items())]
         if not matching:
-            yield src.finding(("nodes", i), f"{node.get('name')} has no BGP peer: no bgp.peers address is in its "
-                                            f"subnet {iface.network} with a matching nodeSelector, so its pod "
-                                            "routes would never reach the fabric")
+            lonely.append((i, node, iface))
+    if checked > 1 and len(lonely) == checked:  # one cause: the peers, not every node
+        nets = ", ".join(dict.fromkeys(str(iface.network) for _, _, iface in lonely))
+        yield src.finding(("bgp", "peers"), f"no node has a BGP peer: no bgp.peers address (with a matching "
+                                            f"nodeSelector) is in the node subnets ({nets}); peer with the routers "
+                                            "on the nodes' own subnets")
+        return
+    for i, node, iface in lonely:
+        yield src.finding(("nodes", i), f"{node.get('name')} has no BGP peer: no bgp.peers address is in its "
+                                        f"subnet {iface.network} with a matching nodeSelector, so its pod "
+                                        "routes would never reach the fabric")
 
 
 def check_external_ips(src: Source) -> Iterator[Finding]:
