@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from k8sseed.errors import OutputError
+from k8sseed.errors import OutputError, ProfileWarning
 from k8sseed.pki import derive_pki
 from k8sseed.plan import ClusterPlan, make_plan
 from k8sseed.profile import load_profile
@@ -28,7 +28,9 @@ from k8sseed.writers.manifest import (
 from k8sseed.writers.output_dir import atomic_output_dir, check_replaceable, resolve_out, unexpected_entries
 from k8sseed.writers.seed_files import write_router_files, write_seed
 
-SIZE_WARNINGS = ((65536, "64 KiB"), (16384, "16 KiB"))
+# NoCloud reads the ISO and the seed directory whole; some other seed transports (HTTP datasources,
+# cloud user-data fields) stop at 64 KiB.
+USER_DATA_LIMIT = 65536
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class BuildResult:
     out: Path
     nodes: int
     bytes_written: int
-    warnings: tuple[str, ...]
+    warnings: tuple[ProfileWarning | str, ...]
     target: Path  # where the seeds are: OUT, or the directory OUT links to
     rows: tuple[NodeRow, ...] = ()
     removed: tuple[str, ...] = ()  # nodes of the previous build that this one no longer has
@@ -58,7 +60,7 @@ def default_secret_path(profile_path: Path) -> Path:
     return profile_path.with_suffix(".secret")
 
 
-def load_plan(profile_path: Path, secret_path: Path) -> tuple[ClusterPlan, tuple[str, ...], str]:
+def load_plan(profile_path: Path, secret_path: Path) -> tuple[ClusterPlan, tuple[ProfileWarning, ...], str]:
     loaded = load_profile(profile_path)
     secret = read_secret(secret_path)
     c = loaded.profile.cluster
@@ -78,14 +80,15 @@ def source_date_epoch(plan: ClusterPlan) -> int:
     return calendar.timegm(time.strptime(plan.profile.cluster.pki_not_before, "%Y-%m-%d"))
 
 
-def _size_warning(sizes: dict[str, int]) -> str | None:
-    for limit, label in SIZE_WARNINGS:
-        over = [name for name, size in sizes.items() if size > limit]
-        if over:
-            largest = max(over, key=sizes.__getitem__)
-            return (f"{len(over)} seed(s) have user-data over {label} (largest: {largest}, {sizes[largest]} bytes): "
-                    "some HTTP and config-drive seed paths cut such files; the ISOs are fine")
-    return None
+def _size_warning(plan: ClusterPlan, sizes: dict[str, int]) -> ProfileWarning | None:
+    over = [name for name, size in sizes.items() if size > USER_DATA_LIMIT]
+    if not over or "user-data-over-64k" in plan.profile.acknowledged:
+        return None
+    largest = max(over, key=sizes.__getitem__)
+    return ProfileWarning("user-data-over-64k",
+                          f"{len(over)} seed(s) have user-data over 64 KiB (largest: {largest}, {sizes[largest]} "
+                          "bytes): HTTP and cloud user-data seed paths may cut such files; the ISOs and seed "
+                          "directories are fine")
 
 
 def _losses(target: Path, previous: dict | None, plan: ClusterPlan) -> list[str]:
@@ -122,7 +125,7 @@ def build(profile_path: Path, secret_path: Path, out: Path, force: bool = False)
         raise OutputError(f"{shown} holds what this build would delete:\n  - " + "\n  - ".join(losses)
                           + "\nmove that away or choose another -o directory; --force replaces it")
     routers = router_configs(plan)
-    notes = list(warnings) + [f"--force: replaced {loss}" for loss in losses]
+    notes: list[ProfileWarning | str] = [*warnings, *(f"--force: replaced {loss}" for loss in losses)]
     user_data_sizes: dict[str, int] = {}
     written = 0
     with atomic_output_dir(target) as tmp:
@@ -146,7 +149,7 @@ def build(profile_path: Path, secret_path: Path, out: Path, force: bool = False)
         os.chmod(tmp / "manifest.json", 0o600)
         os.utime(tmp / "manifest.json", (epoch, epoch))
         written += len(data)
-    size_note = _size_warning(user_data_sizes)
+    size_note = _size_warning(plan, user_data_sizes)
     if size_note:
         notes.append(size_note)
     changes = node_changes(previous, summary)

@@ -12,14 +12,25 @@ from typing import Any
 import click
 
 from k8sseed import __version__
-from k8sseed.errors import OutputError, ProfileError, SecretError
+from k8sseed.errors import OutputError, ProfileError, ProfileWarning, SecretError
 
 EXIT_PROFILE = 2
 EXIT_OTHER = 1
+# The images that read a NoCloud seed out of the box, per os.family.
+OS_IMAGES = {"debian": "a Debian 12 cloud image (genericcloud or generic)",
+             "ubuntu": "an Ubuntu 22.04 or 24.04 server cloud image"}
+
+NODES_HELP = """Nodes, as counts or one entry per node (comma-separated).
+Counts: CONTROL_PLANES[+WORKERS], e.g. 3+2: cp-1..cp-3 and worker-1..worker-2 with
+placeholder addresses and MACs in the endpoint's /24 (edit them before you build).
+Entries: [cp:|worker:]NAME=IP/PREFIX@MAC, e.g. cp-1=10.0.0.11/24@52:54:00:12:34:56;
+without 'cp:' or 'worker:', a name starting with 'cp' or 'control' is a control-plane
+node, any other a worker. Entries need --endpoint. Default: 3+1."""
 
 
-def _warn(message: str) -> None:
-    click.echo(f"warning: {message}", err=True)
+def _warn(message: str | ProfileWarning) -> None:
+    text = message.render() if isinstance(message, ProfileWarning) else f"warning: {message}"
+    click.echo(text, err=True)
 
 
 def _fail(message: str, code: int = EXIT_OTHER) -> None:
@@ -42,14 +53,46 @@ def cli() -> None:
 @cli.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", help="Cluster name (default: the directory's name).")
-def init(directory: Path, name: str | None) -> None:
-    """Write a starter profile and a new cluster secret (mode 0600) into DIRECTORY."""
+@click.option("--endpoint", metavar="HOST[:PORT]",
+              help="Control-plane endpoint: a VIP or load balancer address no node owns (default 10.20.0.10:6443).")
+@click.option("--kubernetes-version", "version", metavar="1.MINOR.PATCH",
+              help="Kubernetes release (default: the newest release k8sseed knows of).")
+@click.option("--ssh-key", "ssh_keys", multiple=True, metavar="FILE|KEY",
+              help="Public key (a file such as ~/.ssh/id_ed25519.pub, or the key text) for the 'ops' user; "
+                   "repeatable.")
+@click.option("--nodes", metavar="SPEC", help=NODES_HELP)
+def init(directory: Path, name: str | None, endpoint: str | None, version: str | None, ssh_keys: tuple[str, ...],
+         nodes: str | None) -> None:
+    """Write a starter profile and a new cluster secret (mode 0600) into DIRECTORY.
+
+    \b
+    Examples:
+      k8sseed init lab --ssh-key ~/.ssh/id_ed25519.pub
+      k8sseed init lab --nodes 3+2 --endpoint 192.168.1.10:6443
+      k8sseed init lab --endpoint 10.0.0.10 --nodes cp-1=10.0.0.11/24@52:54:00:00:00:11
+    """
+    from k8sseed.profile import load_profile_text
     from k8sseed.secrets import write_new_secret
+    from k8sseed.starter import StarterError, make_starter
     from k8sseed.templating import render
 
     cluster = name or re.sub(r"[^a-z0-9-]+", "-", directory.absolute().name.lower()).strip("-") or "cluster"
     if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", cluster):
         _fail(f"'{cluster}' is not a valid cluster name: use lower-case letters, digits and '-'")
+    try:
+        starter = make_starter(endpoint, nodes, version, ssh_keys)
+    except StarterError as exc:
+        _fail(str(exc), EXIT_PROFILE)
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    text = render("starter-profile.yaml.j2", name=cluster, today=today, version=starter.version,
+                  endpoint=starter.endpoint, gateway=starter.gateway, nodes=starter.nodes,
+                  proxy_mode=starter.proxy_mode, ssh_keys=starter.ssh_keys, placeholders=starter.placeholders,
+                  pod_subnet=starter.pod_subnet, service_subnet=starter.service_subnet)
+    try:
+        loaded = load_profile_text(text)
+    except ProfileError as exc:  # e.g. two nodes in different subnets, an even control-plane count
+        problems = "; ".join(f"{f.path}: {f.message}" for f in exc.findings)
+        _fail(f"these options make an invalid profile (nothing written): {problems}", EXIT_PROFILE)
     profile = directory / "profile.yaml"
     secret = directory / "profile.secret"
     for path in (profile, secret):
@@ -60,11 +103,13 @@ def init(directory: Path, name: str | None) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         write_new_secret(secret)
-        today = dt.datetime.now(dt.timezone.utc).date().isoformat()
-        profile.write_text(render("starter-profile.yaml.j2", name=cluster, today=today), "utf-8")
+        profile.write_text(text, "utf-8")
     except (OSError, SecretError) as exc:
         _fail(str(exc))
-    click.echo(f"wrote {profile} and {secret} (keep the secret private: it derives every CA and token)")
+    for warning in loaded.warnings:
+        _warn(warning)
+    click.echo(f"wrote {profile} (Kubernetes {starter.version}, {len(starter.nodes)} nodes) and {secret} "
+               "(keep the secret private: it derives every CA and token)")
 
 
 @cli.command()
@@ -84,6 +129,8 @@ def validate(profile: Path) -> None:
     click.echo(f"{profile}: valid: cluster {p.cluster.name}, Kubernetes {p.cluster.kubernetes_version}, "
                f"{sum(n.is_control_plane for n in p.nodes)} control-plane and "
                f"{sum(not n.is_control_plane for n in p.nodes)} worker nodes")
+    click.echo(f"note: boot the nodes from {OS_IMAGES[p.os_family]} with cloud-init and its NoCloud datasource; "
+               "a system installed with subiquity or debian-installer ignores the seed")
 
 
 @cli.command()

@@ -21,6 +21,33 @@ class Finding:
         return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in line)
 
 
+# Every warning k8sseed can give, by its stable id. A profile silences one with `acknowledge: [id]`
+# (the schema's enum for acknowledge items is this list: a test keeps the two equal).
+WARNING_IDS: dict[str, str] = {
+    "token-never-expires": "cluster.bootstrapTokenTTL is 0: the derived bootstrap token never expires",
+    "cri-dockerd-unverified": "no runtime.criDockerd.sha256: nodes install cri-dockerd without a checksum check",
+    "ipvs-deprecated": "kube-proxy ipvs mode on Kubernetes 1.35 or newer (deprecated by KEP-5495)",
+    "kubernetes-patch-unknown": "a Kubernetes patch release newer than the newest one k8sseed knows of",
+    "no-login-user": "no os.users entry with an SSH key or a password: nobody can log in to the nodes",
+    "user-data-over-64k": "a seed's user-data is over 64 KiB, more than some seed transports carry",
+}
+
+
+@dataclass(frozen=True)
+class ProfileWarning:
+    """Something that builds but deserves a word; `id` is stable and can be acknowledged in the profile."""
+
+    id: str
+    message: str
+
+    def __post_init__(self) -> None:
+        if self.id not in WARNING_IDS:
+            raise ValueError(f"unknown warning id {self.id!r}")
+
+    def render(self) -> str:
+        return f"warning[{self.id}]: {self.message}"
+
+
 class ProfileError(Exception):
     """The profile is invalid; carries every finding of one validation run."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import re
 import shlex
 
@@ -36,6 +37,14 @@ def bird_string(value: object) -> str:
     return f'"{text}"'
 
 
+def yaml_string(value: object) -> str:
+    """A double-quoted YAML scalar (JSON string syntax, which YAML reads as the same text)."""
+    text = str(value)
+    if not text.isprintable():
+        raise ValueError(f"{text!r} is not one printable line")
+    return json.dumps(text, ensure_ascii=False)
+
+
 @functools.cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -53,6 +62,7 @@ def environment() -> jinja2.Environment:
     env.filters["shell_quote"] = shell_quote
     env.filters["bird_string"] = bird_string
     env.filters["config_word"] = config_word
+    env.filters["yaml_string"] = yaml_string
     return env
 
 

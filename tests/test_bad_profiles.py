@@ -265,3 +265,63 @@ def test_build_refuses_foreign_directory(tmp_path: Path, secret: Path):
     after = sorted((p.relative_to(out), p.read_bytes() if p.is_file() else None) for p in out.rglob("*"))
     assert after == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cluster.secret", "precious"], "leftovers beside OUT"
+
+
+# -- errors point at the value that is wrong, once -------------------------------------------------------
+
+@pytest.mark.parametrize(("name", "path"), [
+    ("93-node-ip-mistyped", "nodes[1].ip"),  # not network.gateway: the other nodes agree with the gateway
+    ("27-gateway-outside-subnet", "network.gateway"),  # outside every node's subnet: said once, not per node
+    ("25-node-subnet-overlaps-pod", "cluster.podSubnet"),  # one pod range over the node network: said once
+])
+def test_one_wrong_value_is_one_finding_at_that_value(name: str, path: str):
+    file = BAD_DIR / f"{name}.yaml"
+    problems = parse_problems(run("validate", file).stderr, file)
+    assert [p[2] for p in problems] == [path], problems
+
+
+def test_a_vrrp_vip_outside_the_control_plane_subnet_is_blamed_on_the_endpoint_once(tmp_path: Path):
+    text = (ROOT / "profiles" / "keepalived-haproxy.yaml").read_text("utf-8")
+    profile = tmp_path / "vip.yaml"
+    profile.write_text(text.replace("controlPlaneEndpoint: 10.20.0.10:8443", "controlPlaneEndpoint: 10.21.0.10:8443"))
+    problems = parse_problems(run("validate", profile).stderr, profile)
+    assert [p[2] for p in problems] == ["cluster.controlPlaneEndpoint"], problems
+    assert "outside theirs (10.20.0.0/24)" in problems[0][3]
+
+
+def test_a_did_you_mean_hint_never_leads_to_another_error():
+    """Apply every 'did you mean' the corpus gets: the value it suggests is accepted at that path."""
+    from k8sseed.errors import ProfileError
+    from k8sseed.profile import load_profile_text
+
+    applied = 0
+    for case in CASES:
+        lines = case.file.read_text("utf-8").splitlines()
+        try:
+            load_profile_text("\n".join(lines), case.file.name)
+            continue
+        except ProfileError as exc:
+            findings = exc.findings
+        for finding in findings:
+            hint = re.search(r"'([^']*)'.*did you mean '([^']*)'\?", finding.message)
+            if not hint or not finding.line:
+                continue
+            fixed = list(lines)
+            assert hint.group(1) in fixed[finding.line - 1], (case.file.name, finding)
+            fixed[finding.line - 1] = fixed[finding.line - 1].replace(hint.group(1), hint.group(2), 1)
+            path = finding.path.rsplit(".", 1)[0] + "." + hint.group(2) if "unknown key" in finding.message \
+                else finding.path
+            try:
+                load_profile_text("\n".join(fixed), case.file.name)
+            except ProfileError as again:
+                assert all(f.path != path for f in again.findings), (case.file.name, finding.message, again)
+            applied += 1
+    assert applied >= 3
+
+
+def test_bgp_peers_on_no_node_subnet_are_one_finding_at_the_peers(tmp_path: Path):
+    profile = tmp_path / "peers.yaml"
+    profile.write_text(REFERENCE.read_text("utf-8").replace("address: 10.20.0.1,", "address: 10.21.0.1,"))
+    problems = parse_problems(run("validate", profile).stderr, profile)
+    assert [p[2] for p in problems] == ["bgp.peers"], problems
+    assert "no node has a BGP peer" in problems[0][3]

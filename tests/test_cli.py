@@ -37,6 +37,68 @@ def test_init_never_overwrites(tmp_path):
     assert (tmp_path / "lab" / "profile.secret").read_bytes() == before
 
 
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE6K6GTdUHxlGkq8tdbuiXjpKqxxP2cX3Q7fUVJbE2Qk ops@example"
+
+
+def test_init_starts_on_the_newest_known_release_and_says_when_nobody_can_log_in(tmp_path):
+    from k8sseed.versions import newest_known
+
+    result = run_cli("init", str(tmp_path / "lab"))
+    assert result.returncode == 0, result.stderr
+    data = yaml.safe_load((tmp_path / "lab" / "profile.yaml").read_text())
+    assert data["cluster"]["kubernetesVersion"] == newest_known() != "1.25.6"
+    assert data["kubeProxy"]["mode"] == "nftables"  # ipvs is deprecated from 1.35
+    assert "warning[no-login-user]" in result.stderr
+    assert "warning[ipvs-deprecated]" not in result.stderr and "warning[token-never-expires]" not in result.stderr
+
+
+def test_init_takes_endpoint_version_ssh_key_and_nodes(tmp_path):
+    key = tmp_path / "id_ed25519.pub"
+    key.write_text(KEY + "\n")
+    result = run_cli("init", str(tmp_path / "lab"), "--endpoint", "10.0.0.10:6443", "--kubernetes-version", "1.25.6",
+                     "--ssh-key", str(key), "--nodes",
+                     "cp-1=10.0.0.11/24@52:54:00:AA:00:11, worker:db-1=10.0.0.21/24@52:54:00:00:00:21")
+    assert result.returncode == 0, result.stderr
+    assert "warning[no-login-user]" not in result.stderr
+    data = yaml.safe_load((tmp_path / "lab" / "profile.yaml").read_text())
+    assert data["cluster"]["kubernetesVersion"] == "1.25.6" and data["kubeProxy"]["mode"] == "ipvs"
+    assert data["cluster"]["controlPlaneEndpoint"] == "10.0.0.10:6443"
+    assert data["network"]["gateway"] == "10.0.0.1"
+    assert data["os"]["users"][0]["sshAuthorizedKeys"] == [KEY]
+    assert [(n["name"], n["role"], n["ip"], n["mac"]) for n in data["nodes"]] == [
+        ("cp-1", "control-plane", "10.0.0.11/24", "52:54:00:aa:00:11"),
+        ("db-1", "worker", "10.0.0.21/24", "52:54:00:00:00:21")]
+    counted = run_cli("init", str(tmp_path / "five"), "--nodes", "3+2", "--endpoint", "192.168.7.10", "--ssh-key", KEY)
+    assert counted.returncode == 0, counted.stderr
+    nodes = yaml.safe_load((tmp_path / "five" / "profile.yaml").read_text())["nodes"]
+    assert [n["ip"] for n in nodes] == ["192.168.7.11/24", "192.168.7.12/24", "192.168.7.13/24", "192.168.7.21/24",
+                                       "192.168.7.22/24"]
+    assert run_cli("validate", str(tmp_path / "five" / "profile.yaml")).returncode == 0
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--kubernetes-version", "1.25.99"], "its last release is 1.25.16"),
+    (["--kubernetes-version", "1.30.04"], "did you mean 1.30.4"),
+    (["--nodes", "cp-1=10.0.0.11/24@52:54:00:00:00:11"], "--endpoint is required"),
+    (["--nodes", "cp-1=10.0.0.11@52:54:00:00:00:11", "--endpoint", "10.0.0.10"], "is not [cp:|worker:]NAME"),
+    (["--nodes", "2"], "use an odd number"),
+    (["--ssh-key", "ssh-ed25519 not-a-key"], "is not an OpenSSH public key line"),
+    (["--endpoint", "10.0.0.10", "--nodes", "cp-1=10.0.0.11/24@52:54:00:00:00:11,w-1=10.1.0.21/24@52:54:00:00:00:21"],
+     "nodes[1].ip"),
+])
+def test_init_refuses_options_that_make_no_valid_profile_and_writes_nothing(tmp_path, args, words):
+    result = run_cli("init", str(tmp_path / "lab"), *args)
+    assert result.returncode == 2
+    assert words in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "lab").exists()
+
+
+def test_validate_names_the_os_images_that_read_the_seed():
+    result = run_cli("validate", str(PROFILES / "reference.yaml"))
+    assert "Debian 12 cloud image (genericcloud or generic)" in result.stdout
+    assert "subiquity or debian-installer ignores the seed" in result.stdout
+
+
 @pytest.mark.parametrize("profile", sorted(PROFILES.glob("*.yaml")), ids=lambda p: p.stem)
 def test_example_profiles_validate(profile):
     result = run_cli("validate", str(profile))
@@ -78,11 +140,14 @@ def test_inspect_rejects_a_file_that_is_not_an_iso(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_build_warns_about_unverified_downloads_and_large_user_data(tmp_path):
+def test_build_warns_about_unverified_downloads_with_the_warning_id(tmp_path):
     secret = make_secret(tmp_path)
-    result = run_cli("build", str(PROFILES / "reference.yaml"), "-o", str(tmp_path / "o"), "--secret", str(secret))
-    assert "runtime.criDockerd.sha256 is not set" in result.stderr
-    assert "over 16 KiB" in result.stderr
+    profile = tmp_path / "p.yaml"
+    text = (PROFILES / "single-node.yaml").read_text()
+    profile.write_text(text[:text.index("runtime:")] + text[text.index("network:"):])
+    result = run_cli("build", str(profile), "-o", str(tmp_path / "o"), "--secret", str(secret))
+    assert result.returncode == 0
+    assert result.stderr.startswith("warning[cri-dockerd-unverified]: runtime.criDockerd.sha256 is not set")
 
 
 def test_ipvs_on_1_35_builds_with_a_deprecation_warning(tmp_path):

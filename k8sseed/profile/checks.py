@@ -9,9 +9,19 @@ import string
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from k8sseed.errors import Finding
+from k8sseed.errors import Finding, ProfileWarning
 from k8sseed.profile.source import Source
-from k8sseed.versions import IPVS_DEPRECATED_SINCE, NFTABLES_SINCE, PURELB_V2_SINCE, facts_for, supported_minors
+from k8sseed.versions import (
+    CRI_DOCKERD_RELEASES,
+    IPVS_DEPRECATED_SINCE,
+    NFTABLES_SINCE,
+    PURELB_V2_SINCE,
+    canonical,
+    cri_dockerd_releases_text,
+    facts_for,
+    patch_beyond_table,
+    release_problem,
+)
 
 Check = Callable[[Source], Iterator[Finding]]
 
@@ -75,24 +85,32 @@ def check_unique(src: Source) -> Iterator[Finding]:
 
 def check_subnets(src: Source) -> Iterator[Finding]:
     cluster = _get(src.data, "cluster") or {}
-    for key in ("podSubnet", "serviceSubnet"):
+    defaults = {"podSubnet": "192.168.0.0/16", "serviceSubnet": "10.96.0.0/12"}
+    for key, other in (("podSubnet", "serviceSubnet"), ("serviceSubnet", "podSubnet")):
         net = _net(cluster.get(key)) if isinstance(cluster, dict) else None
         if net and str(net) != cluster.get(key):
-            yield src.finding(("cluster", key), f"'{cluster.get(key)}' has host bits set: did you mean '{net}'?")
-    pod = _net(_get(src.data, "cluster", "podSubnet") or "192.168.0.0/16")
-    svc = _net(_get(src.data, "cluster", "serviceSubnet") or "10.96.0.0/12")
+            clash = _net(_get(src.data, "cluster", other) or defaults[other])
+            hint = (f"its network {net} would overlap cluster.{other} {clash}: pick another range"
+                    if clash and net.overlaps(clash) else f"did you mean '{net}'?")
+            yield src.finding(("cluster", key), f"'{cluster.get(key)}' has host bits set: {hint}")
+    pod = _net(_get(src.data, "cluster", "podSubnet") or defaults["podSubnet"])
+    svc = _net(_get(src.data, "cluster", "serviceSubnet") or defaults["serviceSubnet"])
     if pod and svc and pod.overlaps(svc):
         yield src.finding(("cluster", "serviceSubnet"),
                           f"service subnet {svc} overlaps the pod subnet {pod}: choose disjoint ranges")
-    for i, node in _nodes(src):
-        iface = _iface(node.get("ip"))
-        if not iface:
+    ifaces = [(i, node, iface) for i, node in _nodes(src) if (iface := _iface(node.get("ip")))]
+    for label, net in (("pod", pod), ("service", svc)):
+        hit = [(i, iface) for i, _, iface in ifaces if net and iface.network.overlaps(net)]
+        if hit and len(hit) == len(ifaces):  # one cause: the cluster range sits on the node network
+            nets = ", ".join(dict.fromkeys(str(iface.network) for _, iface in hit))
+            yield src.finding(("cluster", f"{label}Subnet"), f"{net} overlaps the node network ({nets}): routing "
+                                                              f"would break; move cluster.{label}Subnet elsewhere")
             continue
-        for label, net in (("pod", pod), ("service", svc)):
-            if net and iface.network.overlaps(net):
-                yield src.finding(("nodes", i, "ip"),
-                                  f"node network {iface.network} overlaps the {label} subnet {net}: "
-                                  f"routing would break; move cluster.{label}Subnet elsewhere")
+        for i, iface in hit:
+            yield src.finding(("nodes", i, "ip"),
+                              f"node network {iface.network} overlaps the {label} subnet {net}: routing would "
+                              f"break; fix the address or move cluster.{label}Subnet elsewhere")
+    for i, node, iface in ifaces:
         if iface.ip == iface.network.network_address or (
                 iface.network.prefixlen < 31 and iface.ip == iface.network.broadcast_address):
             yield src.finding(("nodes", i, "ip"),
@@ -101,19 +119,38 @@ def check_subnets(src: Source) -> Iterator[Finding]:
 
 
 def check_gateways(src: Source) -> Iterator[Finding]:
-    default_gw = _addr(_get(src.data, "network", "gateway"))
+    """A node's own gateway is blamed on the node; the shared network.gateway is blamed once when it is
+    outside every node's subnet, and otherwise the odd node out's address is what is wrong."""
+    shared = _addr(_get(src.data, "network", "gateway"))
+    inside: list[tuple[int, dict[str, Any], ipaddress.IPv4Interface]] = []
+    outside: list[tuple[int, dict[str, Any], ipaddress.IPv4Interface]] = []
     for i, node in _nodes(src):
         iface = _iface(node.get("ip"))
         own = _addr(node.get("gateway"))
-        gw = own or default_gw
-        if not iface or not gw:
+        if not iface:
             continue
-        path = ("nodes", i, "gateway") if own else ("network", "gateway")
-        if gw not in iface.network:
-            yield src.finding(path, f"gateway {gw} is not in {node.get('name', 'the node')}'s subnet {iface.network}: "
-                                    "set a per-node 'gateway' or fix the address")
-        elif gw == iface.ip:
-            yield src.finding(path, f"gateway {gw} is the node's own address")
+        if own:
+            if own not in iface.network:
+                yield src.finding(("nodes", i, "gateway"), f"gateway {own} is not in {node.get('name', 'the node')}'s "
+                                                          f"subnet {iface.network}: fix the gateway or the address")
+            elif own == iface.ip:
+                yield src.finding(("nodes", i, "gateway"), f"gateway {own} is the node's own address")
+        elif shared:
+            (inside if shared in iface.network else outside).append((i, node, iface))
+    if outside and not inside:
+        nets = ", ".join(dict.fromkeys(str(iface.network) for _, _, iface in outside))
+        yield src.finding(("network", "gateway"), f"gateway {shared} is outside every node's subnet ({nets}): "
+                                                  "fix the gateway, or give each node its own 'gateway'")
+        return
+    common = ", ".join(dict.fromkeys(str(iface.network) for _, _, iface in inside))
+    for i, node, iface in outside:
+        yield src.finding(("nodes", i, "ip"), f"{iface} puts {node.get('name', 'the node')} in {iface.network}, "
+                                              f"but the shared gateway {shared} and the other nodes are in {common}: "
+                                              "fix the address, or give this node its own 'gateway'")
+    for i, _node, iface in inside:
+        if iface.ip == shared:
+            yield src.finding(("nodes", i, "ip"), f"{iface.ip} is network.gateway's address: a node cannot be its own "
+                                                  "gateway; fix the address")
 
 
 def check_endpoint(src: Source) -> Iterator[Finding]:
@@ -150,19 +187,50 @@ def check_control_planes(src: Source) -> Iterator[Finding]:
 
 def check_version(src: Source) -> Iterator[Finding]:
     version = _get(src.data, "cluster", "kubernetesVersion")
-    if not isinstance(version, str) or not re.fullmatch(r"v?1\.[0-9]+\.[0-9]+", version):
+    where = ("cluster", "kubernetesVersion")
+    text = canonical(version) if isinstance(version, str) else None
+    if text is None:
+        return  # the schema reports its shape
+    if text != version.lstrip("v"):
+        problem = release_problem(text)
+        hint = f"did you mean '{text}'?" if problem is None else f"and {problem}"
+        yield src.finding(where, f"'{version}' has a leading zero, which no Kubernetes release has: {hint}")
+        return
+    problem = release_problem(version)
+    if problem:
+        yield src.finding(where, problem)
         return
     facts = facts_for(version)
-    if facts is None:
-        yield src.finding(("cluster", "kubernetesVersion"),
-                          f"Kubernetes {version} is not in k8sseed's version table; "
-                          f"supported minors: {supported_minors()}")
-        return
     mode = _get(src.data, "kubeProxy", "mode")
-    if mode == "nftables" and facts.minor < NFTABLES_SINCE:
+    if facts and mode == "nftables" and facts.minor < NFTABLES_SINCE:
         yield src.finding(("kubeProxy", "mode"),
                           f"kube-proxy nftables mode needs Kubernetes 1.31 or newer (it is alpha behind a feature "
                           f"gate before); use ipvs or iptables with {version}")
+
+
+def _archs_in_use(src: Source) -> list[str]:
+    archs = (n.get("arch", "amd64") for _, n in _nodes(src))
+    return sorted({a for a in archs if isinstance(a, str)})
+
+
+def check_cri_dockerd(src: Source) -> Iterator[Finding]:
+    version = _get(src.data, "runtime", "criDockerd", "version")
+    if isinstance(version, str) and version not in CRI_DOCKERD_RELEASES:
+        yield src.finding(("runtime", "criDockerd", "version"),
+                          f"cri-dockerd {version} is not a release k8sseed knows of; known releases: "
+                          f"{cri_dockerd_releases_text()} (or leave version out for the version table's choice)")
+    sums = _get(src.data, "runtime", "criDockerd", "sha256")
+    archs = _archs_in_use(src)
+    where = ("runtime", "criDockerd", "sha256")
+    if isinstance(sums, str) and len(archs) > 1:
+        example = ", ".join(f"{a}: ..." for a in archs)
+        yield src.finding(where, f"the nodes run {' and '.join(archs)}, and each arch has its own tarball: give one "
+                                 f"sum per arch, e.g. sha256: {{{example}}}")
+    elif isinstance(sums, dict) and sums:
+        missing = [a for a in archs if a not in sums]
+        if missing:
+            yield src.finding(where, f"no sum for {', '.join(missing)}, which node(s) run: add "
+                                     f"{', '.join(f'{a}: <sha256 of the {a} tarball>' for a in missing)}")
 
 
 def check_url_placeholders(src: Source) -> Iterator[Finding]:
@@ -239,13 +307,20 @@ def check_lb_mode(src: Source) -> Iterator[Finding]:
                           f"HAProxy and the API server would both bind {api_port} on the control-plane nodes: "
                           "use another port (the kubeadm HA guide uses 8443)")
     if port != haproxy_port:
+        other = "" if port == api_port else f" (or set controlPlaneLB.keepalived.haproxyPort: {port})"
         yield src.finding(where, f"with keepalived-haproxy the endpoint must use HAProxy's port: "
-                                 f"write {host}:{haproxy_port} (or set controlPlaneLB.keepalived.haproxyPort: {port})")
+                                 f"write {host}:{haproxy_port}{other}")
+    cps = [(i, n, _iface(n.get("ip"))) for i, n in _control_plane_nodes(src)]
+    with_vip = [c for c in cps if c[2] and vip in c[2].network]
+    without = [c for c in cps if c[2] and vip not in c[2].network]
+    if without and not with_vip:
+        nets = ", ".join(dict.fromkeys(str(c[2].network) for c in without))
+        yield src.finding(where, f"VRRP moves the VIP {vip} between control-plane nodes on one subnet, but it is "
+                                 f"outside theirs ({nets}): pick a free address in the nodes' subnet")
+    for i, node, iface in without if with_vip else []:
+        yield src.finding(("nodes", i, "ip"), f"VRRP moves the VIP {vip} between control-plane nodes on one "
+                                              f"subnet, but {node.get('name')} is in {iface.network}")
     for i, node in _control_plane_nodes(src):
-        iface = _iface(node.get("ip"))
-        if iface and vip not in iface.network:
-            yield src.finding(("nodes", i, "ip"), f"VRRP moves the VIP {vip} between control-plane nodes on one "
-                                                  f"subnet, but {node.get('name')} is in {iface.network}")
         if not node.get("interfaceName"):
             yield src.finding(("nodes", i), "keepalived needs the interface name: set interfaceName (e.g. uplink0) "
                                             "on every control-plane node; the NIC is renamed to it at boot")
@@ -287,21 +362,32 @@ def check_bgp(src: Source) -> Iterator[Finding]:
             if peer.get("asNumber") == bgp.get("asNumber"):
                 yield src.finding(("bgp", "peers", j, "asNumber"), "the router must be in another AS than the "
                                                                   "cluster (eBGP): ECMP and next hops rely on it")
+    usable = [(p, _addr(p.get("address"))) for p in peers if isinstance(p, dict)]
+    usable = [(p, a) for p, a in usable if a is not None and isinstance(p.get("nodeSelector", {}), dict)]
+    if len(usable) < len(peers):
+        return  # the schema reports the broken peer
+    lonely: list[tuple[int, dict[str, Any], ipaddress.IPv4Interface]] = []
+    checked = 0
     for i, node in _nodes(src):
         iface = _iface(node.get("ip"))
         labels = node.get("labels") if isinstance(node.get("labels"), dict) else {}
         if iface is None:
             continue
-        usable = [(p, _addr(p.get("address"))) for p in peers if isinstance(p, dict)]
-        usable = [(p, a) for p, a in usable if a is not None and isinstance(p.get("nodeSelector", {}), dict)]
-        if len(usable) < len(peers):
-            continue  # the schema reports the broken peer
+        checked += 1
         matching = [p for p, address in usable if address in iface.network
                     and all(labels.get(k) == v for k, v in p.get("nodeSelector", {}).items())]
         if not matching:
-            yield src.finding(("nodes", i), f"{node.get('name')} has no BGP peer: no bgp.peers address is in its "
-                                            f"subnet {iface.network} with a matching nodeSelector, so its pod "
-                                            "routes would never reach the fabric")
+            lonely.append((i, node, iface))
+    if checked > 1 and len(lonely) == checked:  # one cause: the peers, not every node
+        nets = ", ".join(dict.fromkeys(str(iface.network) for _, _, iface in lonely))
+        yield src.finding(("bgp", "peers"), f"no node has a BGP peer: no bgp.peers address (with a matching "
+                                            f"nodeSelector) is in the node subnets ({nets}); peer with the routers "
+                                            "on the nodes' own subnets")
+        return
+    for i, node, iface in lonely:
+        yield src.finding(("nodes", i), f"{node.get('name')} has no BGP peer: no bgp.peers address is in its "
+                                        f"subnet {iface.network} with a matching nodeSelector, so its pod "
+                                        "routes would never reach the fabric")
 
 
 def check_external_ips(src: Source) -> Iterator[Finding]:
@@ -406,8 +492,8 @@ def check_labels(src: Source) -> Iterator[Finding]:
 
 
 CHECKS: tuple[Check, ...] = (check_labels, check_unique, check_subnets, check_gateways, check_endpoint,
-                             check_control_planes, check_version, check_url_placeholders, check_pki_dates, check_users,
-                             check_lb_mode, check_bgp, check_purelb, check_external_ips)
+                             check_control_planes, check_version, check_cri_dockerd, check_url_placeholders,
+                             check_pki_dates, check_users, check_lb_mode, check_bgp, check_purelb, check_external_ips)
 
 
 def semantic_findings(src: Source) -> list[Finding]:
@@ -417,19 +503,42 @@ def semantic_findings(src: Source) -> list[Finding]:
     return findings
 
 
-def warnings_for(src: Source) -> list[str]:
-    """Things that build fine but deserve a word."""
-    out: list[str] = []
+def _can_log_in(src: Source) -> bool:
+    users = _get(src.data, "os", "users")
+    return any(isinstance(u, dict) and (u.get("sshAuthorizedKeys") or u.get("password") or u.get("hashedPassword"))
+               for u in (users if isinstance(users, list) else []))
+
+
+def warnings_for(src: Source) -> list[ProfileWarning]:
+    """Things that build fine but deserve a word: each one something the user can act on."""
+    out: list[ProfileWarning] = []
     version = _get(src.data, "cluster", "kubernetesVersion")
     facts = facts_for(version) if isinstance(version, str) else None
+    newer = patch_beyond_table(version) if isinstance(version, str) else None
+    if newer:
+        out.append(ProfileWarning("kubernetes-patch-unknown",
+                                  f"Kubernetes {version.lstrip('v')} is newer than {newer.newest}, the newest "
+                                  f"{newer.minor_text} release k8sseed knows of: check that it exists "
+                                  "(kubernetes.io/releases), or the nodes fail to install it"))
     mode = _get(src.data, "kubeProxy", "mode") or "ipvs"
     if facts and mode == "ipvs" and facts.minor >= IPVS_DEPRECATED_SINCE:
-        out.append(f"kube-proxy ipvs mode is deprecated from Kubernetes 1.35 (KEP-5495) and {version} logs a warning "
-                   "at startup; consider kubeProxy.mode: nftables")
+        out.append(ProfileWarning("ipvs-deprecated",
+                                  f"kube-proxy ipvs mode is deprecated from Kubernetes 1.35 (KEP-5495) and "
+                                  f"{version} logs a warning at startup; consider kubeProxy.mode: nftables"))
     if not _get(src.data, "runtime", "criDockerd", "sha256"):
-        out.append("runtime.criDockerd.sha256 is not set: nodes download cri-dockerd over HTTPS without a checksum "
-                   "check; set it to the release tarball's sha256")
+        archs = _archs_in_use(src) or ["amd64"]
+        example = ", ".join(f"{a}: ..." for a in archs)
+        out.append(ProfileWarning("cri-dockerd-unverified",
+                                  "runtime.criDockerd.sha256 is not set: nodes download cri-dockerd over HTTPS "
+                                  f"without a checksum check; set the release tarball's sum for {' and '.join(archs)} "
+                                  f"(sha256: {{{example}}})"))
     if _get(src.data, "cluster", "bootstrapTokenTTL") in (None, "0"):
-        out.append("the bootstrap token never expires (cluster.bootstrapTokenTTL: 0) so nodes added later can join; "
-                   "anyone holding a seed can join a node until you delete the token")
+        out.append(ProfileWarning("token-never-expires",
+                                  "the bootstrap token never expires (cluster.bootstrapTokenTTL: 0) so nodes added "
+                                  "later can join; anyone holding a seed can join a node until you delete the "
+                                  "token: set e.g. bootstrapTokenTTL: 24h"))
+    if not _can_log_in(src):
+        out.append(ProfileWarning("no-login-user",
+                                  "no os.users entry has an SSH key or a password, so nobody can log in to the nodes "
+                                  "to debug a failed bootstrap: add sshAuthorizedKeys to a user"))
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from k8sseed.errors import Finding, ProfileError
+from k8sseed.errors import Finding, ProfileError, ProfileWarning
 from k8sseed.profile.checks import semantic_findings, warnings_for
 from k8sseed.profile.model import Profile, apply_defaults, build_model
 from k8sseed.profile.schema_check import check_schema, profile_schema
@@ -15,7 +15,7 @@ from k8sseed.profile.source import line_col, parse_yaml
 @dataclass(frozen=True)
 class LoadedProfile:
     profile: Profile
-    warnings: tuple[str, ...]
+    warnings: tuple[ProfileWarning, ...]  # without the ones the profile acknowledges
     text: str
 
 
@@ -32,7 +32,9 @@ def load_profile_text(text: str, filename: str = "profile.yaml") -> LoadedProfil
         raise ProfileError(filename, list(dict.fromkeys(findings)))
     schema = profile_schema()
     data = apply_defaults(schema, src.data, schema["$defs"])
-    return LoadedProfile(build_model(data), tuple(warnings_for(src)), text)
+    profile = build_model(data)
+    warnings = tuple(w for w in warnings_for(src) if w.id not in profile.acknowledged)
+    return LoadedProfile(profile, warnings, text)
 
 
 def load_profile(path: str | Path) -> LoadedProfile:

@@ -165,7 +165,7 @@ class Profile:
     docker_source: str
     docker_version: str | None
     cri_dockerd_version: str | None
-    cri_dockerd_sha256: str | None
+    cri_dockerd_sha256: tuple[tuple[str, str], ...]  # (arch, sum of that arch's tarball)
     kube_proxy_mode: str
     ipvs: Ipvs
     gateway: ipaddress.IPv4Address | None
@@ -178,6 +178,10 @@ class Profile:
     ntp_servers: tuple[str, ...]
     users: tuple[User, ...]
     nodes: tuple[Node, ...]
+    acknowledged: frozenset[str] = frozenset()  # warning ids the profile accepts
+
+    def cri_dockerd_sha256_for(self, arch: str) -> str | None:
+        return dict(self.cri_dockerd_sha256).get(arch)
 
 
 def apply_defaults(schema: dict[str, Any], data: Any, defs: dict[str, Any]) -> Any:
@@ -216,7 +220,16 @@ def _bgp(raw: dict[str, Any]) -> Bgp:
     )
 
 
+def _sums(cri_dockerd: dict[str, Any], nodes: tuple[Node, ...]) -> tuple[tuple[str, str], ...]:
+    """Per-arch tarball sums; a plain sum belongs to the one arch all nodes share (checks.py sees to that)."""
+    sums = cri_dockerd.get("sha256")
+    if isinstance(sums, str):
+        return tuple((arch, sums) for arch in sorted({n.arch for n in nodes}))
+    return tuple(sorted((sums or {}).items()))
+
+
 def build_model(data: dict[str, Any]) -> Profile:
+    nodes = tuple(_node(n) for n in data["nodes"])
     c = data["cluster"]
     host, port = endpoint_host_port(c["controlPlaneEndpoint"], c["apiServerPort"])
     cluster = Cluster(
@@ -242,7 +255,7 @@ def build_model(data: dict[str, Any]) -> Profile:
                       tuple(LBPool(p["name"], ipaddress.IPv4Network(p["subnet"]), p.get("range"), p["aggregation"])
                             for p in pl["pools"])),
         docker_source=rt["docker"]["source"], docker_version=rt["docker"].get("version"),
-        cri_dockerd_version=rt["criDockerd"].get("version"), cri_dockerd_sha256=rt["criDockerd"].get("sha256"),
+        cri_dockerd_version=rt["criDockerd"].get("version"), cri_dockerd_sha256=_sums(rt["criDockerd"], nodes),
         kube_proxy_mode=kp["mode"],
         ipvs=Ipvs(ipvs["scheduler"], ipvs["strictARP"], ipvs.get("tcpTimeout"), ipvs.get("tcpFinTimeout"),
                   ipvs.get("udpTimeout")),
@@ -254,5 +267,6 @@ def build_model(data: dict[str, Any]) -> Profile:
         os_family=os_["family"], timezone=os_["timezone"], ntp_servers=tuple(os_["ntpServers"]),
         users=tuple(User(u["name"], u["sudo"], tuple(u["sshAuthorizedKeys"]), u.get("password"),
                          u.get("hashedPassword"), u["shell"]) for u in os_["users"]),
-        nodes=tuple(_node(n) for n in data["nodes"]),
+        nodes=nodes,
+        acknowledged=frozenset(data["acknowledge"]),
     )

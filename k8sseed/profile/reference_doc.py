@@ -16,7 +16,9 @@ def _resolve(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def _type(schema: dict[str, Any]) -> str:
+def _type(schema: dict[str, Any], defs: dict[str, Any]) -> str:
+    if "oneOf" in schema:
+        return " or ".join(_type(_resolve(branch, defs), defs) for branch in schema["oneOf"])
     if "enum" in schema:
         return " \\| ".join(f"`{v}`" for v in schema["enum"])
     if "const" in schema:
@@ -40,7 +42,7 @@ def _rows(schema: dict[str, Any], defs: dict[str, Any], prefix: str, required: s
         if "x-error" in sub and not text:
             rule = sub["x-error"]
             text = f"Format: {rule.removeprefix('is not ')}" if rule.startswith("is not ") else rule.capitalize()
-        rows.append(f"| `{path}` | {_type(sub)} | {must} | {default} | {text} |")
+        rows.append(f"| `{path}` | {_type(sub, defs)} | {must} | {default} | {text} |")
         if sub.get("type") == "object" and "properties" in sub:
             rows += _rows(sub, defs, f"{path}.", set(sub.get("required", [])))
         items = _resolve(sub.get("items", {}), defs) if sub.get("type") == "array" else {}

@@ -57,9 +57,16 @@ def _explain(error: jsonschema.ValidationError) -> tuple[Path, str]:
         known = sorted(schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(known))
         key = extra[0]
-        hint = difflib.get_close_matches(key, known, n=1)
+        # Never suggest a key the mapping already has: renaming to it would only make a duplicate.
+        free = [k for k in known if k not in error.instance]
+        hint = difflib.get_close_matches(key, free, n=1)
         fix = f"did you mean '{hint[0]}'?" if hint else f"known keys: {', '.join(known)}"
         return (*path, key), f"unknown key '{key}': {fix}"
+    if validator in ("oneOf", "anyOf") and error.context:
+        # Explain the branch that fits the value's type (a sum as text, or a mapping of sums), deepest first.
+        relevant = [e for e in error.context if e.validator != "type"]
+        if relevant:
+            return _explain(max(relevant, key=lambda e: len(e.absolute_path)))
     if validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else str(error.validator_value)
         return path, f"missing required key '{missing}'"
@@ -144,8 +151,9 @@ def _findings(src: Source, errors: list[jsonschema.ValidationError]) -> list[Fin
         if error.validator == "additionalProperties":
             known = set((error.schema or {}).get("properties", {}))
             for key in sorted(set(error.instance) - known):
+                present = {k: None for k in error.instance if k in known}
                 sub = jsonschema.ValidationError("", validator="additionalProperties", schema=error.schema,
-                                                 instance={key: None}, path=error.absolute_path)
+                                                 instance={key: None, **present}, path=error.absolute_path)
                 path, message = _explain(sub)
                 findings.append(src.finding(path, message, at_key=True))
             continue
