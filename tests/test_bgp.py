@@ -387,3 +387,16 @@ def test_router_sees_vip_ecmp_withdrawn_and_returned_with_the_api_server(plan, l
               lambda: _next_hops(lab, router, vip) == all_hops - {third.node.address}, 3)
     _wait_for(f"{plan.vip} unbound on {third.name}",
               lambda: str(plan.vip) not in lab.ip(namespaces[third.name], "-4", "addr", "show", "dev", "lo"), 1)
+
+
+def test_a_shared_gateway_that_is_no_bgp_peer_is_reported_once_at_its_own_line():
+    """Six nodes inherit network.gateway: one finding, at the value to change, naming the nodes and the fix."""
+    bad = REPO / "tests" / "profiles" / "bad" / "90-bgp-gateway-not-a-peer.yaml"
+    result = subprocess.run([str(Path(sys.executable).parent / "k8sseed"), "validate", str(bad)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    line_no = int(lines[0].split(":")[1])
+    assert bad.read_text().splitlines()[line_no - 1] == "  gateway: 10.20.0.254"
+    assert "set network.gateway to 10.20.0.1" in lines[0] and "API VIP" in lines[0]
