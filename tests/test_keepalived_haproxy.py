@@ -115,7 +115,7 @@ def test_vrrp_is_unicast_to_the_other_control_planes(plan, files):
         assert peers == [o.node.address for o in plan.control_planes if o is not cp]
         assert f"unicast_src_ip {cp.node.address}\n" in conf
         assert f"interface {cp.node.interface_name}\n" in conf
-        assert f"{plan.vip}/{cp.node.ip.network.prefixlen} dev {cp.node.interface_name}" in conf
+        assert f"{plan.vip}/32 dev {cp.node.interface_name}" in conf, "a host route: never a second subnet address"
 
 
 def test_haproxy_balances_over_every_api_server(plan, files):
@@ -244,6 +244,11 @@ class Lab:
         self.start(member, "keepalived", ["keepalived", "-n", "-l", "-D", "-P", "-f", str(w / "keepalived.conf"),
                                           "-p", str(w / "keepalived.pid"), "-r", str(w / "vrrp.pid"),
                                           "-c", str(w / "checkers.pid")])
+
+    def vip_addresses(self, member: Member) -> list[str]:
+        """The VIP as configured on the member's interfaces (address/prefix), e.g. ['10.77.0.10/32']."""
+        return [line.split()[3] for line in _ip("-n", member.ns, "-o", "-4", "addr", "show").splitlines()
+                if line.split()[3].startswith(f"{self.plan.vip}/")]
 
     def vip_holders(self) -> set[str]:
         vip = f"inet {self.plan.vip}/"
@@ -386,6 +391,7 @@ def test_vrrp_failover_in_network_namespaces(lab: Lab):
     first_ok = lab.wait_for(init.node.name, 15)
     time.sleep(3)  # every check passes now: priorities 150/149/148, no flapping
     assert lab.vip_holders() == {init.node.name}, lab.logs()
+    assert lab.vip_addresses(init) == [f"{plan.vip}/32"], "the VIP must be a /32, not a second subnet address"
     served = {lab.get_via_vip()[1] for _ in range(6)}
     assert served <= set(members) and len(served) > 1, f"HAProxy should balance over the API servers: {served}"
     for m in order:  # the generated check script passes on every node, verifying the certificate for the VIP
@@ -409,6 +415,7 @@ def test_vrrp_failover_in_network_namespaces(lab: Lab):
     _ip("-n", second.ns, "link", "set", second.node.node.interface_name, "down")
     second.alive = False
     node_failover = lab.wait_for(third.node.name, 20)
+    assert lab.vip_addresses(third) == [f"{plan.vip}/32"]
     print(f"{second.node.name} lost (keepalived SIGKILL + link down): {third.node.name} holds the VIP and "
           f"answers after {node_failover:.1f}s")
 

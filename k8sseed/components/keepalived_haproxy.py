@@ -48,7 +48,9 @@ def keepalived_conf(plan: ClusterPlan, node: NodePlan) -> str:
         source_ip=node.node.address,
         peers=peers,
         auth_pass=plan.vrrp_password,
-        vip=f"{plan.vip}/{node.node.ip.network.prefixlen}",
+        # A host route, not the subnet's prefix: the VIP is never the node's own address, so address
+        # autodetection (Calico's, the kubelet's) cannot pick it up on whichever node holds it.
+        vip=f"{plan.vip}/32",
     )
 
 

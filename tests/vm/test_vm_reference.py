@@ -185,7 +185,7 @@ def test_keepalived_haproxy_control_plane_holds_the_vip_and_inits_through_haprox
     log = _log(res)
     assert res.meta["reason"] == "bootstrap-finished", (res.meta, log[-3000:])
     assert res.interface_by_mac(node["mac"])["ifname"] == "uplink0", "interfaceName renames the NIC"
-    assert "10.20.0.10/24" in res.addresses(node["mac"]), "keepalived holds the VIP on the init node"
+    assert "10.20.0.10/32" in res.addresses(node["mac"]), "keepalived holds the VIP (a /32) on the init node"
     failed = res.text("systemctl-failed.txt") or ""
     assert "keepalived" not in failed and "haproxy" not in failed, failed
     assert "Keepalived holds VIP 10.20.0.10" in log
