@@ -104,7 +104,7 @@ def bird_conf(plan: ClusterPlan, node: NodePlan) -> str:
         lan = [{"exclude": True, "name": name, "prefix": ""} for name in NOT_LAN_INTERFACES]
         lan.append({"exclude": False, "name": "*", "prefix": str(n.ip.network)})
     return render("bird.conf.j2", node=n, router_id=plan.bird_router_id(node), asn=p.bgp.as_number,
-                  calico_port=p.bgp.calico_listen_port, bfd=p.bgp.bfd, peers=peers, vip=vip,
+                  calico_port=p.bgp.calico_listen_port, bgp=p.bgp, peers=peers, vip=vip,
                   routes=cluster_routes(plan), lan=lan)
 
 
