@@ -27,7 +27,7 @@ from k8sseed.router_configs import router_configs
 from k8sseed.templating import bird_string
 
 PROFILE = REPO / "tests" / "profiles" / "bgp-test.yaml"
-BIRD_CONF = "/etc/bird/bird.conf"
+BIRD_CONF = "/etc/k8sseed/bird.conf"  # the seed's copy; the load-balancer phase installs it into /etc/bird/
 VIP_SCRIPT = "/usr/local/sbin/k8sseed-vip-health"
 BGP_SLACK = 3.0  # seconds allowed for BGP updates and scheduling on top of the health check's own delay
 BFD_PROMISE = 3.0  # seconds from a power cut until the router drops the node (BFD detects in 1.5 s by default)
@@ -510,3 +510,21 @@ def test_a_shared_gateway_that_is_no_bgp_peer_is_reported_once_at_its_own_line()
     line_no = int(lines[0].split(":")[1])
     assert bad.read_text().splitlines()[line_no - 1] == "  gateway: 10.20.0.254"
     assert "set network.gateway to 10.20.0.1" in lines[0] and "API VIP" in lines[0]
+
+
+def test_the_seed_keeps_bird_conf_root_only_until_the_load_balancer_phase_installs_it_for_bird(built):
+    """Debian's bird.service runs as user bird: a root-owned /etc/bird/bird.conf written by cloud-init made it
+    fail at boot on images with bird2 preinstalled. The seed writes nothing under /etc/bird/; the
+    load-balancer phase checks the seed's copy and installs it root:bird 0640 once bird2 (and its group) exist."""
+    seed = built["reference"] / "cp-1"
+    entries = {f["path"]: f for f in yaml.safe_load((seed / "user-data").read_text())["write_files"]}
+    assert not [path for path in entries if path.startswith("/etc/bird/")]
+    assert entries[BIRD_CONF]["permissions"] == "0600" and "k8sseed host BIRD" in entries[BIRD_CONF]["content"]
+    script = next(f["content"] for f in entries.values() if "phase_load_balancer() {" in f["content"])
+    phase = script.split("phase_load_balancer() {", 1)[1].split("\n}\n", 1)[0]
+    steps = ["ensure_packages bird2", 'run bird -p -c "$CONF_DIR/bird.conf"',
+             'run install -o root -g bird -m 0640 "$CONF_DIR/bird.conf" /etc/bird/bird.conf',
+             "start_checked_service bird.service"]
+    positions = [phase.find(step) for step in steps]
+    assert -1 not in positions and positions == sorted(positions), phase
+    assert "readonly CONF_DIR=/etc/k8sseed\n" in script and BIRD_CONF == "/etc/k8sseed/bird.conf"
