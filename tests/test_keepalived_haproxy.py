@@ -24,6 +24,8 @@ from k8sseed.components.keepalived_haproxy import (
     CLUSTER_CA,
     HAPROXY_CFG,
     KEEPALIVED_CONF,
+    TUNNEL_TIMEOUT,
+    haproxy_cfg,
     vrrp_priority,
 )
 from k8sseed.plan import ClusterPlan, NodePlan
@@ -115,7 +117,7 @@ def test_vrrp_is_unicast_to_the_other_control_planes(plan, files):
         assert peers == [o.node.address for o in plan.control_planes if o is not cp]
         assert f"unicast_src_ip {cp.node.address}\n" in conf
         assert f"interface {cp.node.interface_name}\n" in conf
-        assert f"{plan.vip}/{cp.node.ip.network.prefixlen} dev {cp.node.interface_name}" in conf
+        assert f"{plan.vip}/32 dev {cp.node.interface_name}" in conf, "a host route: never a second subnet address"
 
 
 def test_haproxy_balances_over_every_api_server(plan, files):
@@ -244,6 +246,11 @@ class Lab:
         self.start(member, "keepalived", ["keepalived", "-n", "-l", "-D", "-P", "-f", str(w / "keepalived.conf"),
                                           "-p", str(w / "keepalived.pid"), "-r", str(w / "vrrp.pid"),
                                           "-c", str(w / "checkers.pid")])
+
+    def vip_addresses(self, member: Member) -> list[str]:
+        """The VIP as configured on the member's interfaces (address/prefix), e.g. ['10.77.0.10/32']."""
+        return [line.split()[3] for line in _ip("-n", member.ns, "-o", "-4", "addr", "show").splitlines()
+                if line.split()[3].startswith(f"{self.plan.vip}/")]
 
     def vip_holders(self) -> set[str]:
         vip = f"inet {self.plan.vip}/"
@@ -386,6 +393,7 @@ def test_vrrp_failover_in_network_namespaces(lab: Lab):
     first_ok = lab.wait_for(init.node.name, 15)
     time.sleep(3)  # every check passes now: priorities 150/149/148, no flapping
     assert lab.vip_holders() == {init.node.name}, lab.logs()
+    assert lab.vip_addresses(init) == [f"{plan.vip}/32"], "the VIP must be a /32, not a second subnet address"
     served = {lab.get_via_vip()[1] for _ in range(6)}
     assert served <= set(members) and len(served) > 1, f"HAProxy should balance over the API servers: {served}"
     for m in order:  # the generated check script passes on every node, verifying the certificate for the VIP
@@ -409,6 +417,7 @@ def test_vrrp_failover_in_network_namespaces(lab: Lab):
     _ip("-n", second.ns, "link", "set", second.node.node.interface_name, "down")
     second.alive = False
     node_failover = lab.wait_for(third.node.name, 20)
+    assert lab.vip_addresses(third) == [f"{plan.vip}/32"]
     print(f"{second.node.name} lost (keepalived SIGKILL + link down): {third.node.name} holds the VIP and "
           f"answers after {node_failover:.1f}s")
 
@@ -418,3 +427,122 @@ def test_vrrp_failover_in_network_namespaces(lab: Lab):
     recovery = lab.wait_for(init.node.name, 20)
     print(f"API + HAProxy back on {init.node.name}: it preempts, VIP and requests back after {recovery:.1f}s")
     assert service_failover < 10 and node_failover < 10, "failover should take seconds, not tens of seconds"
+
+
+# ---------------------------------------------------------------- long-lived sessions through HAProxy
+
+# Run as: python3 tls_echo.py CERT KEY ADDRESS:PORT...: a TLS server on each address that answers HAProxy's
+# `GET /healthz` check with 200 and echoes every line of any other connection (an idle `kubectl exec` stand-in).
+TLS_ECHO = r'''
+import socket, ssl, sys, threading
+
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(sys.argv[1], sys.argv[2])
+
+
+def serve(conn):
+    with conn:
+        try:
+            tls = context.wrap_socket(conn, server_side=True)
+            reader = tls.makefile("rb")
+            first = reader.readline()
+            if first.startswith(b"GET "):
+                tls.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                return
+            line = first
+            while line:
+                tls.sendall(line)
+                line = reader.readline()
+        except OSError:
+            pass
+
+
+def listen(address):
+    host, port = address.rsplit(":", 1)
+    server = socket.create_server((host, int(port)))
+    while True:
+        conn, _ = server.accept()
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+
+for address in sys.argv[4:]:
+    threading.Thread(target=listen, args=(address,), daemon=True).start()
+listen(sys.argv[3])
+'''
+
+IDLE_CLIENT = r'''
+import socket, ssl, sys, time
+
+port, idle = int(sys.argv[1]), float(sys.argv[2])
+context = ssl.create_default_context()
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+    tls = context.wrap_socket(raw)
+    reader = tls.makefile("rb")
+    tls.sendall(b"before\n")
+    assert reader.readline() == b"before\n"
+    opened = time.monotonic()
+    time.sleep(idle)
+    try:
+        tls.sendall(b"after\n")
+        answer = reader.readline()
+    except OSError as error:
+        answer = repr(error).encode()
+    print(f"{time.monotonic() - opened:.1f} {answer!r}")
+'''
+
+
+@needs_netns
+@pytest.mark.slow
+def test_an_idle_api_session_through_haproxy_outlives_the_client_and_server_timeouts(plan, tmp_path):
+    """`timeout tunnel` keeps a forwarded connection open while it idles past `timeout client/server`.
+
+    Rendered with client/server lowered to 2 s (the real 35 s would make this test slow), the same config
+    without its tunnel line shows the cut it prevents."""
+    haproxy = require_tool("haproxy")
+    generated = haproxy_cfg(plan)
+    assert f"timeout tunnel {TUNNEL_TIMEOUT}\n" in generated and "timeout client 35s\n" in generated
+    fast = haproxy_cfg(plan, client_server_timeout="2s")
+    without_tunnel = "".join(line for line in fast.splitlines(keepends=True) if "timeout tunnel" not in line)
+    assert without_tunnel != fast
+    cert, key = api_certificate(plan, tmp_path, plan.api_server_sans)
+    (tmp_path / "tls_echo.py").write_text(TLS_ECHO)
+    (tmp_path / "idle_client.py").write_text(IDLE_CLIENT)
+    ns = f"k8sseed-tun-{os.getpid()}"
+    port = plan.profile.keepalived.haproxy_port
+    backends = [f"{cp.node.address}:{plan.profile.cluster.api_server_port}" for cp in plan.control_planes]
+    procs: list[subprocess.Popen] = []
+    results = {}
+    _ip("netns", "add", ns)
+    try:
+        _ip("-n", ns, "link", "set", "lo", "up")
+        for cp in plan.control_planes:
+            _ip("-n", ns, "addr", "add", f"{cp.node.address}/32", "dev", "lo")
+        procs.append(subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, str(tmp_path / "tls_echo.py"),
+                                       str(cert), str(key), *backends]))
+        for address in backends:
+            host, backend_port = address.split(":")
+            _wait_tcp(ns, host, int(backend_port))
+        for label, text in (("with tunnel", fast), ("without tunnel", without_tunnel)):
+            cfg = tmp_path / f"haproxy-{label.replace(' ', '-')}.cfg"
+            cfg.write_text(text)
+            check = subprocess.run([haproxy, "-c", "-f", str(cfg)], capture_output=True, text=True)
+            assert check.returncode == 0, check.stdout + check.stderr
+            proxy = subprocess.Popen(["ip", "netns", "exec", ns, haproxy, "-db", "-f", str(cfg)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(proxy)
+            _wait_tcp(ns, "127.0.0.1", port)
+            time.sleep(2.5)  # two checks: every API server stand-in is up for HAProxy
+            client = subprocess.run(["ip", "netns", "exec", ns, sys.executable, str(tmp_path / "idle_client.py"),
+                                     str(port), "6"], capture_output=True, text=True, timeout=30)
+            assert client.returncode == 0, client.stderr
+            results[label] = client.stdout.strip()
+            stop_process(proxy)
+    finally:
+        for proc in procs:
+            stop_process(proc)
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    print(f"\nidle 6 s with timeout client/server 2s: {results}")
+    assert results["with tunnel"].endswith("b'after\\n'"), results
+    assert not results["without tunnel"].endswith("b'after\\n'"), f"the cut this guards against: {results}"

@@ -17,6 +17,10 @@ from k8sseed.plan import ClusterPlan, NodePlan
 from k8sseed.templating import render
 
 BIRD_CONF = "/etc/bird/bird.conf"
+# What the seed writes: Debian's bird.service runs as user bird and fails on a root-owned /etc/bird/bird.conf,
+# and cloud-init cannot hand it to the bird group before bird2 is installed. The load-balancer phase checks it
+# and installs it as BIRD_CONF (root:bird 0640) once bird2 is there.
+SEED_BIRD_CONF = "/etc/k8sseed/bird.conf"
 VIP_HEALTH_SCRIPT = "/usr/local/sbin/k8sseed-vip-health"
 VIP_HEALTH_UNIT = "/etc/systemd/system/k8sseed-vip-health.service"
 VIP_SYSCTL = "/etc/sysctl.d/91-k8sseed-vip.conf"
@@ -104,7 +108,7 @@ def bird_conf(plan: ClusterPlan, node: NodePlan) -> str:
         lan = [{"exclude": True, "name": name, "prefix": ""} for name in NOT_LAN_INTERFACES]
         lan.append({"exclude": False, "name": "*", "prefix": str(n.ip.network)})
     return render("bird.conf.j2", node=n, router_id=plan.bird_router_id(node), asn=p.bgp.as_number,
-                  calico_port=p.bgp.calico_listen_port, bfd=p.bgp.bfd, peers=peers, vip=vip,
+                  calico_port=p.bgp.calico_listen_port, bgp=p.bgp, peers=peers, vip=vip,
                   routes=cluster_routes(plan), lan=lan)
 
 
@@ -120,7 +124,7 @@ def vip_health_script(plan: ClusterPlan, node: NodePlan) -> str:
 def bird_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
     if plan.profile.bgp is None:
         return NodeFragment()
-    files = [NodeFile(BIRD_CONF, bird_conf(plan, node), "0640")]
+    files = [NodeFile(SEED_BIRD_CONF, bird_conf(plan, node), "0600")]
     if node.node.is_control_plane and announced_vip(plan):
         files += [
             NodeFile(VIP_HEALTH_SCRIPT, vip_health_script(plan, node), "0755"),

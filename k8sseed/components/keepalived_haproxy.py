@@ -18,6 +18,13 @@ CLUSTER_CA = "/etc/k8sseed/cluster-ca.crt"  # written by the kubernetes componen
 TOP_PRIORITY = 150
 CHECK_WEIGHT = 50
 CHECK_CURL_SECONDS = 2  # curl --max-time; keepalived kills the script one second later
+# HAProxy's idle limits. Client and server (the kubeadm HA guide's 35 s) apply until the TCP connection is
+# forwarded; from then on it is a tunnel and `timeout tunnel` replaces both. Long-lived API sessions sit idle
+# far longer than 35 s: `kubectl exec -it` and `logs -f` on a quiet pod, and watches, which the API server
+# itself ends after --min-request-timeout (1800 s) to twice that. One hour outlasts every watch and still
+# reaps connections whose peer vanished.
+CLIENT_SERVER_TIMEOUT = "35s"
+TUNNEL_TIMEOUT = "1h"
 
 
 def vrrp_priority(plan: ClusterPlan, node: NodePlan) -> int:
@@ -48,7 +55,9 @@ def keepalived_conf(plan: ClusterPlan, node: NodePlan) -> str:
         source_ip=node.node.address,
         peers=peers,
         auth_pass=plan.vrrp_password,
-        vip=f"{plan.vip}/{node.node.ip.network.prefixlen}",
+        # A host route, not the subnet's prefix: the VIP is never the node's own address, so address
+        # autodetection (Calico's, the kubelet's) cannot pick it up on whichever node holds it.
+        vip=f"{plan.vip}/32",
     )
 
 
@@ -63,10 +72,13 @@ def check_apiserver_script(plan: ClusterPlan) -> str:
     )
 
 
-def haproxy_cfg(plan: ClusterPlan) -> str:
+def haproxy_cfg(plan: ClusterPlan, client_server_timeout: str = CLIENT_SERVER_TIMEOUT,
+                tunnel_timeout: str = TUNNEL_TIMEOUT) -> str:
     p = plan.profile
     return render(
         "haproxy.cfg.j2",
+        client_server_timeout=client_server_timeout,
+        tunnel_timeout=tunnel_timeout,
         haproxy_port=p.keepalived.haproxy_port,
         api_server_port=p.cluster.api_server_port,
         servers=[(cp.name, cp.node.address) for cp in plan.control_planes],

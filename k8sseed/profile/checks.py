@@ -326,6 +326,19 @@ def check_lb_mode(src: Source) -> Iterator[Finding]:
                                             "on every control-plane node; the NIC is renamed to it at boot")
 
 
+def _node_peers(node: dict[str, Any], peers: list[Any]) -> list[tuple[dict[str, Any], ipaddress.IPv4Address]] | None:
+    """The bgp.peers a node's BIRD talks to (router in its subnet, nodeSelector matching), as (peer, address);
+    None when the node's address or a peer is broken (the schema reports those)."""
+    iface = _iface(node.get("ip"))
+    labels = node.get("labels") if isinstance(node.get("labels"), dict) else {}
+    usable = [(p, _addr(p.get("address"))) for p in peers if isinstance(p, dict)]
+    usable = [(p, a) for p, a in usable if a is not None and isinstance(p.get("nodeSelector", {}), dict)]
+    if iface is None or len(usable) < len(peers):
+        return None
+    return [(p, address) for p, address in usable if address in iface.network
+            and all(labels.get(k) == v for k, v in p.get("nodeSelector", {}).items())]
+
+
 def check_bgp(src: Source) -> Iterator[Finding]:
     bgp = _get(src.data, "bgp")
     if not isinstance(bgp, dict):
@@ -370,12 +383,10 @@ def check_bgp(src: Source) -> Iterator[Finding]:
     checked = 0
     for i, node in _nodes(src):
         iface = _iface(node.get("ip"))
-        labels = node.get("labels") if isinstance(node.get("labels"), dict) else {}
-        if iface is None:
+        matching = _node_peers(node, peers)
+        if iface is None or matching is None:
             continue
         checked += 1
-        matching = [p for p, address in usable if address in iface.network
-                    and all(labels.get(k) == v for k, v in p.get("nodeSelector", {}).items())]
         if not matching:
             lonely.append((i, node, iface))
     if checked > 1 and len(lonely) == checked:  # one cause: the peers, not every node
@@ -388,6 +399,52 @@ def check_bgp(src: Source) -> Iterator[Finding]:
         yield src.finding(("nodes", i), f"{node.get('name')} has no BGP peer: no bgp.peers address is in its "
                                         f"subnet {iface.network} with a matching nodeSelector, so its pod "
                                         "routes would never reach the fabric")
+
+
+def check_bgp_gateway(src: Source) -> Iterator[Finding]:
+    """Nodes import no routes from the routers: what only the routers know (the VIP, and without the node mesh
+    the other nodes' pod blocks) is reached through the default gateway, so the gateway must be a BGP peer."""
+    bgp = _get(src.data, "bgp")
+    if not isinstance(bgp, dict) or not isinstance(bgp.get("peers"), list):
+        return
+    vip_mode = (_get(src.data, "controlPlaneLB", "mode") or "external") == "bgp"
+    mesh = _get(src.data, "calico", "nodeToNodeMesh") is True
+    if not vip_mode and mesh:
+        return
+    needs = " and ".join(filter(None, ["the API VIP" if vip_mode else "",
+                                       "the other nodes' pod blocks (calico.nodeToNodeMesh is off)" if not mesh
+                                       else ""]))
+    why = (f"{needs} are routed only by the BGP peers and nodes import no routes from them, so a node reaches "
+           "them through its default gateway; with another gateway every join times out")
+    default_gw = _addr(_get(src.data, "network", "gateway"))
+    wrong_default: list[tuple[str, list[str]]] = []  # (node name, its peers' addresses)
+    for i, node in _nodes(src):
+        iface, own = _iface(node.get("ip")), _addr(node.get("gateway"))
+        gw = own or default_gw
+        matching = _node_peers(node, bgp["peers"])
+        if not iface or not gw or not matching or gw not in iface.network:
+            continue  # no peer, or a gateway outside the subnet: reported by check_bgp and check_gateways
+        addresses = [str(a) for _, a in matching]
+        if str(gw) in addresses:
+            continue
+        if own:
+            yield src.finding(("nodes", i, "gateway"),
+                              f"gateway {gw} of {node.get('name')} is not one of its BGP peers "
+                              f"({', '.join(addresses)}): "
+                              f"{why}; set this gateway to {addresses[0]} (or add {gw} to bgp.peers if it is a "
+                              "router that speaks BGP with the nodes)")
+        else:
+            wrong_default.append((str(node.get("name")), addresses))
+    if wrong_default:
+        names = ", ".join(name for name, _ in wrong_default[:6])
+        if len(wrong_default) > 6:
+            names += f" and {len(wrong_default) - 6} more"
+        first = wrong_default[0][1][0]
+        yield src.finding(("network", "gateway"),
+                          f"gateway {default_gw} is not a BGP peer of {names} (their peers: "
+                          f"{', '.join(sorted({a for _, addrs in wrong_default for a in addrs}))}): {why}; set "
+                          f"network.gateway to {first} (or add {default_gw} to bgp.peers if it is a router that "
+                          "speaks BGP with the nodes, or give those nodes their own gateway)")
 
 
 def check_external_ips(src: Source) -> Iterator[Finding]:
@@ -493,7 +550,8 @@ def check_labels(src: Source) -> Iterator[Finding]:
 
 CHECKS: tuple[Check, ...] = (check_labels, check_unique, check_subnets, check_gateways, check_endpoint,
                              check_control_planes, check_version, check_cri_dockerd, check_url_placeholders,
-                             check_pki_dates, check_users, check_lb_mode, check_bgp, check_purelb, check_external_ips)
+                             check_pki_dates, check_users, check_lb_mode, check_bgp, check_bgp_gateway, check_purelb,
+                             check_external_ips)
 
 
 def semantic_findings(src: Source) -> list[Finding]:

@@ -120,11 +120,28 @@ class BgpPeer:
 
 
 @dataclass(frozen=True)
+class Bfd:
+    enabled: bool
+    interval_ms: int
+    multiplier: int
+
+    @property
+    def detection_ms(self) -> int:
+        return self.interval_ms * self.multiplier
+
+
+@dataclass(frozen=True)
 class Bgp:
     as_number: int
     calico_listen_port: int
-    bfd: bool
+    bfd: Bfd
+    hold_time: int
     peers: tuple[BgpPeer, ...]
+
+    @property
+    def keepalive_time(self) -> int:
+        """RFC 4271's suggestion: a third of the hold time."""
+        return max(1, self.hold_time // 3)
 
 
 @dataclass(frozen=True)
@@ -214,7 +231,9 @@ def _node(raw: dict[str, Any]) -> Node:
 
 def _bgp(raw: dict[str, Any]) -> Bgp:
     return Bgp(
-        as_number=raw["asNumber"], calico_listen_port=raw["calicoListenPort"], bfd=raw["bfd"],
+        as_number=raw["asNumber"], calico_listen_port=raw["calicoListenPort"],
+        bfd=Bfd(raw["bfd"]["enabled"], raw["bfd"]["intervalMilliseconds"], raw["bfd"]["multiplier"]),
+        hold_time=raw["holdTimeSeconds"],
         peers=tuple(BgpPeer(p["name"], ipaddress.IPv4Address(p["address"]), p["asNumber"], p["password"],
                             tuple(sorted(p["nodeSelector"].items()))) for p in raw["peers"]),
     )

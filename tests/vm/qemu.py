@@ -360,6 +360,17 @@ class VMResult:
                 calls.append(c)
         return calls
 
+    def failed_units(self) -> list[str]:
+        """Units systemd listed as failed when the collector ran (`systemctl list-units --state=failed`)."""
+        text = self.text("failed-units.txt")
+        assert text is not None, f"{self.name} boot {self.boot}: the collector recorded no failed-units.txt"
+        return [line.split()[0] for line in text.splitlines() if line.strip()]
+
+    def failed_units_report(self) -> str:
+        """For assertion messages: which units failed and their `systemctl status`."""
+        return (f"VM {self.name} boot {self.boot}: failed units {self.failed_units()}\n"
+                + (self.text("failed-units-status.txt") or ""))
+
     def summary(self, tail: int = 60) -> str:
         """For assertion messages: state, collector meta and the end of the console."""
         lines = self.console().splitlines()[-tail:]

@@ -292,6 +292,7 @@ def test_a_whole_cluster_coordinates_itself_with_no_controller(cluster):
         for key, res in results.items():
             assert res.meta.get("reason") == "bootstrap-finished", (key, res.meta, logs[key][-3000:])
             assert "bootstrap complete" in logs[key], (key, logs[key][-3000:])
+            assert not res.failed_units(), res.failed_units_report()
         inits = {k: [c for c in r.standin_calls("kubeadm") if c["argv"][:1] == ["init"]] for k, r in results.items()}
         assert [k for k, c in inits.items() if c] == ["cp-1"], {k: len(c) for k, c in inits.items()}
         assert len(inits["cp-1"]) == 1
@@ -357,6 +358,7 @@ def test_a_whole_cluster_coordinates_itself_with_no_controller(cluster):
         log = res.text("k8sseed-bootstrap.log", "") or ""
         assert res.meta.get("reason") == "bootstrap-finished", (res.meta, log[-3000:])
         assert "joining it instead of running kubeadm init (split-brain guard)" in log, log[-3000:]
+        assert not res.failed_units(), res.failed_units_report()
         assert not [c for c in res.standin_calls("kubeadm") if c["argv"][:1] == ["init"]], log[-3000:]
         joins = _join_files(res)
         assert len(joins) == 1 and "controlPlane" in joins[0][2], joins

@@ -83,6 +83,7 @@ def test_kill_resume_and_reboot(vm_image, vm_accel, tmp_path):
         assert second.complete and second.returncode == 0, second.summary()
         assert second.meta["reason"] == "bootstrap-finished", second.meta
         assert second.meta["bootstrap"]["active_state"] == "active", second.meta
+        assert not second.failed_units(), second.failed_units_report()
         log = second.text("k8sseed-bootstrap.log")
         assert "[prepare-os] already done" in log, log
         assert log.count("[runtime] start") == 2, log
@@ -98,6 +99,7 @@ def test_kill_resume_and_reboot(vm_image, vm_accel, tmp_path):
         assert third.complete, third.summary()
         assert third.meta["reason"] == "bootstrap-finished", third.meta
         assert third.meta["boot_id"] != second.meta["boot_id"]
+        assert not third.failed_units(), third.failed_units_report()
         assert third.text("k8sseed-bootstrap.log").count("[kubeadm] already done") == 1
         assert len([c for c in third.standin_calls("kubeadm") if c["argv"][:1] == ["init"]]) == 1
         print("\n" + json.dumps({r.boot: round(r.wall_seconds) for r in vm.history}))

@@ -71,8 +71,13 @@ def _log(res: qemu.VMResult) -> str:
     return res.text("k8sseed-bootstrap.log", "") or ""
 
 
+def _assert_no_unit_failed(res: qemu.VMResult) -> None:
+    assert not res.failed_units(), res.failed_units_report()
+
+
 def _assert_seed_accepted_and_os_prepared(res: qemu.VMResult, node: dict) -> None:
     assert res.complete, res.summary()
+    _assert_no_unit_failed(res)
     status = res.cloud_init_status()
     assert status.get("status") == "done", (status, res.summary())
     assert not status.get("errors"), status
@@ -117,6 +122,10 @@ def test_first_control_plane_node_boots_prepares_itself_and_runs_kubeadm_init(cl
     assert inits[0]["argv"] == ["init", "--config", "/etc/k8sseed/kubeadm-init.yaml"]
     assert inits[0]["files"]["/etc/k8sseed/kubeadm-init.yaml"] == _files(cluster["out"], "cp-1")[
         "/etc/k8sseed/kubeadm-init.yaml"].rstrip("\n")
+    # The host BIRD runs k8sseed's config, installed by the load-balancer phase from the seed's root-only copy.
+    assert re.search(r"^\s*bird\.service\s+loaded\s+active\s+running", res.text("systemctl-units.txt") or "", re.M), \
+        res.text("systemctl-units.txt")
+    assert "k8sseed host BIRD for cp-1" in (res.text("etc-bird/bird.conf") or ""), "BIRD runs the distro's config"
     applied = [c["argv"] for c in res.standin_calls("kubectl") if "apply" in c["argv"]]
     assert any("/etc/k8sseed/addons/calico-installation.yaml" in argv for argv in applied), applied
     assert any("/etc/k8sseed/addons/purelb.yaml" in argv for argv in applied), applied
@@ -133,6 +142,7 @@ def test_first_control_plane_node_boots_prepares_itself_and_runs_kubeadm_init(cl
     assert again.meta["reason"] == "bootstrap-finished", again.meta
     second = again.text("journal-bootstrap.txt") or ""
     assert all(f"k8sseed[{p}]: already done" in second for p in PHASES), second[-3000:]
+    _assert_no_unit_failed(again)
     assert len([c for c in again.standin_calls("kubeadm") if c["argv"][:1] == ["init"]]) == 1
 
 
@@ -149,6 +159,7 @@ def test_a_bootstrap_killed_mid_phase_resumes_on_the_next_boot(cluster, kill_at)
     vm.start()
     res = vm.wait(900)
     assert res.complete, res.summary()
+    _assert_no_unit_failed(res)
     log = _log(res)
     assert res.meta["reason"] == "bootstrap-finished", (res.meta, log[-3000:])
     assert "k8sseed[prepare-os]: already done" in log, "the finished phase was redone"
@@ -185,9 +196,8 @@ def test_keepalived_haproxy_control_plane_holds_the_vip_and_inits_through_haprox
     log = _log(res)
     assert res.meta["reason"] == "bootstrap-finished", (res.meta, log[-3000:])
     assert res.interface_by_mac(node["mac"])["ifname"] == "uplink0", "interfaceName renames the NIC"
-    assert "10.20.0.10/24" in res.addresses(node["mac"]), "keepalived holds the VIP on the init node"
-    failed = res.text("systemctl-failed.txt") or ""
-    assert "keepalived" not in failed and "haproxy" not in failed, failed
+    assert "10.20.0.10/32" in res.addresses(node["mac"]), "keepalived holds the VIP (a /32) on the init node"
+    assert not res.failed_units(), res.failed_units_report()  # keepalived and haproxy included
     assert "Keepalived holds VIP 10.20.0.10" in log
     init = next(c for c in res.standin_calls("kubeadm") if c["argv"][:1] == ["init"])
     assert "controlPlaneEndpoint: 10.20.0.10:8443" in init["files"]["/etc/k8sseed/kubeadm-init.yaml"]

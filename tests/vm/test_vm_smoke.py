@@ -75,3 +75,4 @@ def test_smoke_nocloud_iso(vm_image, vm_accel, tmp_path):
     assert "net.ipv4.ip_forward" in res.text("sysctl.txt")
     assert "Module" in res.text("lsmod.txt")
     assert res.console().count("K8SSEED-COLLECT: done") == 1
+    assert not res.failed_units(), res.failed_units_report()
