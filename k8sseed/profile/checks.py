@@ -167,7 +167,8 @@ def check_version(src: Source) -> Iterator[Finding]:
 
 def check_url_placeholders(src: Source) -> Iterator[Finding]:
     allowed = {"kubernetesPackages": {"minor"}, "dockerPackages": {"family"}, "criDockerd": {"version", "arch"},
-               "apt": set(), "calicoOperator": {"version"}, "purelbCRDs": {"version"}, "purelb": {"version"}}
+               "apt": set(), "calicoOperator": {"version"}, "calicoctl": {"version", "arch"}, "purelbCRDs": {"version"},
+               "purelb": {"version"}}
     mirrors = _get(src.data, "mirrors")
     if not isinstance(mirrors, dict):
         return
