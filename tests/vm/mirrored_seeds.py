@@ -20,13 +20,18 @@ MIRROR = "http://10.20.0.2:8080"
 MIRRORED = ("calico/v3.25.2/tigera-operator.yaml", "purelb/v0.16.6/crds.yaml", "purelb/v0.16.6/purelb.yaml")
 
 
-def build_behind_mirror(work: Path, profile_name: str) -> tuple[dict, Path, Path]:
-    """Build profiles/<profile_name> with a fresh secret into work/out; returns (profile, out, mirror dir)."""
+def build_behind_mirror(work: Path, profile_name: str, mirrors: dict | None = None,
+                        served: dict[str, str] | None = None) -> tuple[dict, Path, Path]:
+    """Build profiles/<profile_name> with a fresh secret into work/out; returns (profile, out, mirror dir).
+
+    `mirrors` adds to the profile's mirrors section; `served` replaces the content of some MIRRORED files.
+    """
     profile = yaml.safe_load((REPO / "profiles" / profile_name).read_text())
     profile["mirrors"].update({
         "calicoOperator": f"{MIRROR}/calico/v{{version}}/tigera-operator.yaml",
         "purelbCRDs": f"{MIRROR}/purelb/v{{version}}/crds.yaml",
         "purelb": f"{MIRROR}/purelb/v{{version}}/purelb.yaml",
+        **(mirrors or {}),
     })
     (work / "profile.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
     secret = work / "profile.secret"
@@ -37,5 +42,6 @@ def build_behind_mirror(work: Path, profile_name: str) -> tuple[dict, Path, Path
     mirror = work / "mirror"
     for rel in MIRRORED:
         (mirror / rel).parent.mkdir(parents=True, exist_ok=True)
-        (mirror / rel).write_text(f"# test mirror copy of {rel}\napiVersion: v1\nkind: List\nitems: []\n")
+        (mirror / rel).write_text((served or {}).get(rel)
+                                  or f"# test mirror copy of {rel}\napiVersion: v1\nkind: List\nitems: []\n")
     return profile, out, mirror
