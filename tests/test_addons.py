@@ -338,3 +338,64 @@ def test_an_unverified_calicoctl_download_is_warned_about_only_where_calicoctl_i
     assert "calicoctlSha256" not in run_cli("validate", str(tmp_path / "pinned.yaml")).stderr
     no_bgp = run_cli("validate", str(PROFILES / "single-node.yaml"))
     assert no_bgp.returncode == 0 and "calicoctlSha256" not in no_bgp.stderr
+
+
+FAKE_TOOL = """#!/bin/bash
+# Stand-in: logs "<tool> <argv>" and the -f file's apiVersion/kind lines; answers what the bootstrap reads.
+tool=$(basename "$0")
+printf '%s %s\\n' "$tool" "$*" >>"$CALLS"
+prev=""
+for a in "$@"; do
+  if [[ $prev == -f && -f $a ]]; then
+    grep -E '^(apiVersion|kind):|listenPort:|image:' "$a" | sed -E 's/^ *(- )?/  /' >>"$CALLS"
+  fi
+  prev=$a
+done
+case "$tool $1" in
+  "calicoctl version") echo "Client Version:    v3.25.2"; exit 1 ;;
+  "curl "*) out=""; prev=""
+    for a in "$@"; do [[ $prev == --output ]] && out=$a; prev=$a; done
+    printf 'apiVersion: apps/v1\\nkind: Deployment\\nspec:\\n  template:\\n    spec:\\n      containers:\\n'\\
+'      - {name: x, image: "quay.io/tigera/operator:v1.29.0"}\\n' >"$out" ;;
+esac
+exit 0
+"""
+
+
+def test_phase_addons_on_a_host_with_stand_ins_writes_v3_bgp_resources_before_the_installation(mirrored, tmp_path):
+    files = _init_files(mirrored)
+    conf, bin_dir, state = tmp_path / "conf", tmp_path / "bin", tmp_path / "state"
+    for path, content in files.items():
+        if path.startswith("/etc/k8sseed/addons/"):
+            (conf / "addons").mkdir(parents=True, exist_ok=True)
+            (conf / "addons" / Path(path).name).write_text(content)
+    bin_dir.mkdir()
+    for tool in ("kubectl", "calicoctl", "curl"):
+        (bin_dir / tool).write_text(FAKE_TOOL)
+        (bin_dir / tool).chmod(0o755)
+    rewrite = tmp_path / "k8sseed-rewrite-images"
+    rewrite.write_text(files[REWRITE_IMAGES])
+    rewrite.chmod(0o755)
+    script = files["/usr/local/sbin/k8sseed-bootstrap"]
+    body = script[script.index("log() {"):script.index("\nphase() {")].replace(REWRITE_IMAGES, str(rewrite))
+    env_lines = "\n".join(f"{k}={v}" for k, v in _env(files).items())
+    harness = tmp_path / "harness.sh"
+    harness.write_text(f"set -euo pipefail\nshopt -s inherit_errexit\nCONF_DIR={conf}\nSTATE_DIR={state}\n"
+                       f"LOG_FILE={tmp_path}/log\nPHASE=addons\n{env_lines}\n{body}\nphase_addons\n")
+    done = subprocess.run(["bash", str(harness)], capture_output=True, text=True, timeout=120,
+                          env={"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(tmp_path / "calls")})
+    assert done.returncode == 0, (done.stderr[-3000:], (tmp_path / "log").read_text()[-3000:])
+    calls = (tmp_path / "calls").read_text()
+    applies = [line for line in calls.splitlines() if " apply " in line]
+    assert [line.rsplit("/", 1)[1] for line in applies] == [
+        "tigera-operator.yaml", "calico-bgp.yaml", "calico-installation.yaml", "calico-ippools.yaml",
+        "purelb-crds.yaml", "purelb.yaml", "purelb.yaml", "ready.yaml"]
+    assert applies[1].startswith(f"calicoctl apply --config {conf}/addons/calicoctl.cfg -f ")
+    assert applies[3].startswith("calicoctl apply ")
+    bgp_block = calls.split(applies[1], 1)[1].split("\n", 1)[1]
+    assert bgp_block.startswith("  apiVersion: projectcalico.org/v3\n  kind: BGPConfiguration\n  listenPort: 1790\n")
+    operator_block = calls.split(applies[0], 1)[1]
+    assert operator_block.split("\n")[1:4] == ["  apiVersion: apps/v1", "  kind: Deployment",
+                                               "  image: harbor.lab.example.com/quay.io/tigera/operator:v1.29.0"]
+    log = (tmp_path / "log").read_text()
+    assert "calicoctl v3.25.2 already present" in log and "Calico resources are stored as crd.projectcalico.org" in log
