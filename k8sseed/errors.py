@@ -26,6 +26,7 @@ class Finding:
 WARNING_IDS: dict[str, str] = {
     "token-never-expires": "cluster.bootstrapTokenTTL is 0: the derived bootstrap token never expires",
     "cri-dockerd-unverified": "no runtime.criDockerd.sha256: nodes install cri-dockerd without a checksum check",
+    "calicoctl-unverified": "no calico.calicoctlSha256 with BGP: calicoctl is installed without a checksum check",
     "ipvs-deprecated": "kube-proxy ipvs mode on Kubernetes 1.35 or newer (deprecated by KEP-5495)",
     "kubernetes-patch-unknown": "a Kubernetes patch release newer than the newest one k8sseed knows of",
     "no-login-user": "no os.users entry with an SSH key or a password: nobody can log in to the nodes",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from k8sseed.components import NodeFile, NodeFragment
 from k8sseed.plan import ClusterPlan, NodePlan
@@ -16,11 +17,20 @@ DOCKER_DAEMON = {
 }
 
 
+def docker_daemon_config(plan: ClusterPlan) -> dict[str, Any]:
+    config: dict[str, Any] = dict(DOCKER_DAEMON)
+    if plan.profile.mirrors.docker_hub_mirrors:
+        # Docker Hub pulls (PureLB's and other docker.io images) go to these first: no Hub rate limit.
+        config["registry-mirrors"] = list(plan.profile.mirrors.docker_hub_mirrors)
+    return config
+
+
 def runtime_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
     p = plan.profile
     return NodeFragment(
         files=(
-            NodeFile("/etc/docker/daemon.json", json.dumps(DOCKER_DAEMON, indent=2, sort_keys=True) + "\n"),
+            NodeFile("/etc/docker/daemon.json", json.dumps(docker_daemon_config(plan), indent=2, sort_keys=True)
+                     + "\n"),
             NodeFile("/etc/systemd/system/cri-docker.service",
                      render("cri-docker.service.j2", pause_image=plan.pause_image)),
             NodeFile("/etc/systemd/system/cri-docker.socket", render("cri-docker.socket.j2")),

@@ -235,7 +235,8 @@ def check_cri_dockerd(src: Source) -> Iterator[Finding]:
 
 def check_url_placeholders(src: Source) -> Iterator[Finding]:
     allowed = {"kubernetesPackages": {"minor"}, "dockerPackages": {"family"}, "criDockerd": {"version", "arch"},
-               "apt": set(), "calicoOperator": {"version"}, "purelbCRDs": {"version"}, "purelb": {"version"}}
+               "apt": set(), "calicoOperator": {"version"}, "calicoctl": {"version", "arch"}, "purelbCRDs": {"version"},
+               "purelb": {"version"}}
     mirrors = _get(src.data, "mirrors")
     if not isinstance(mirrors, dict):
         return
@@ -548,10 +549,24 @@ def check_labels(src: Source) -> Iterator[Finding]:
                 yield src.finding(("nodes", i, "labels", key), message, at_key=True)
 
 
+CALICO_NODE_INTERNAL_IP_SINCE = (3, 22, 0)  # Installation nodeAddressAutodetectionV4.kubernetes: NodeInternalIP
+
+
+def check_calico_version(src: Source) -> Iterator[Finding]:
+    version = _get(src.data, "calico", "version")
+    if not isinstance(version, str) or not re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+", version):
+        return
+    if tuple(int(part) for part in version.split(".")) < CALICO_NODE_INTERNAL_IP_SINCE:
+        yield src.finding(("calico", "version"),
+                          f"Calico {version} cannot take each node's address from its Kubernetes Node "
+                          "(nodeAddressAutodetectionV4.kubernetes, which keeps a VIP from becoming the node's BGP "
+                          "address): use Calico 3.22 or newer")
+
+
 CHECKS: tuple[Check, ...] = (check_labels, check_unique, check_subnets, check_gateways, check_endpoint,
                              check_control_planes, check_version, check_cri_dockerd, check_url_placeholders,
                              check_pki_dates, check_users, check_lb_mode, check_bgp, check_bgp_gateway, check_purelb,
-                             check_external_ips)
+                             check_external_ips, check_calico_version)
 
 
 def semantic_findings(src: Source) -> list[Finding]:
@@ -590,6 +605,11 @@ def warnings_for(src: Source) -> list[ProfileWarning]:
                                   "runtime.criDockerd.sha256 is not set: nodes download cri-dockerd over HTTPS "
                                   f"without a checksum check; set the release tarball's sum for {' and '.join(archs)} "
                                   f"(sha256: {{{example}}})"))
+    if _get(src.data, "bgp") is not None and not _get(src.data, "calico", "calicoctlSha256"):
+        out.append(ProfileWarning("calicoctl-unverified",
+                                  "calico.calicoctlSha256 is not set: the init node downloads calicoctl (for the BGP "
+                                  "resources) over HTTPS without a checksum check, unless calicoctl at the Calico "
+                                  "release is already installed; set it to the binary's sha256"))
     if _get(src.data, "cluster", "bootstrapTokenTTL") in (None, "0"):
         out.append(ProfileWarning("token-never-expires",
                                   "the bootstrap token never expires (cluster.bootstrapTokenTTL: 0) so nodes added "

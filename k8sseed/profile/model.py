@@ -93,8 +93,11 @@ class Mirrors:
     cri_dockerd: str
     calico_operator: str
     calico_registry: str | None
+    calicoctl: str
     purelb_crds: str
     purelb: str
+    image_registries: tuple[tuple[str, str], ...]  # (registry host, mirror prefix), sorted
+    docker_hub_mirrors: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,7 @@ class Calico:
     node_to_node_mesh: bool
     advertise_service_cluster_ips: bool
     service_external_ips: tuple[str, ...]
+    calicoctl_sha256: str | None
 
 
 @dataclass(frozen=True)
@@ -269,7 +273,8 @@ def build_model(data: dict[str, Any]) -> Profile:
         keepalived=Keepalived(ka["virtualRouterId"], ka["haproxyPort"]),
         bgp=_bgp(data["bgp"]) if "bgp" in data else None,
         calico=Calico(ca.get("version"), ca.get("encapsulation"), ca["natOutgoing"], ca["blockSize"],
-                      ca["nodeToNodeMesh"], ca["advertiseServiceClusterIPs"], tuple(ca["serviceExternalIPs"])),
+                      ca["nodeToNodeMesh"], ca["advertiseServiceClusterIPs"], tuple(ca["serviceExternalIPs"]),
+                      ca.get("calicoctlSha256")),
         purelb=PureLB(pl["enabled"], pl["version"],
                       tuple(LBPool(p["name"], ipaddress.IPv4Network(p["subnet"]), p.get("range"), p["aggregation"])
                             for p in pl["pools"])),
@@ -281,8 +286,9 @@ def build_model(data: dict[str, Any]) -> Profile:
         gateway=ipaddress.IPv4Address(net["gateway"]) if net.get("gateway") else None,
         nameservers=tuple(net["nameservers"]), search_domains=tuple(net["searchDomains"]), mtu=net.get("mtu"),
         mirrors=Mirrors(mi.get("apt"), mi["kubernetesPackages"], mi["dockerPackages"], mi["imageRepository"],
-                        mi["criDockerd"], mi["calicoOperator"], mi.get("calicoRegistry"), mi["purelbCRDs"],
-                        mi["purelb"]),
+                        mi["criDockerd"], mi["calicoOperator"], mi.get("calicoRegistry"), mi["calicoctl"],
+                        mi["purelbCRDs"], mi["purelb"], tuple(sorted(mi["imageRegistries"].items())),
+                        tuple(mi["dockerHubMirrors"])),
         os_family=os_["family"], timezone=os_["timezone"], ntp_servers=tuple(os_["ntpServers"]),
         users=tuple(User(u["name"], u["sudo"], tuple(u["sshAuthorizedKeys"]), u.get("password"),
                          u.get("hashedPassword"), u["shell"]) for u in os_["users"]),

@@ -137,11 +137,12 @@ def _findings(src: Source, errors: list[jsonschema.ValidationError]) -> list[Fin
     for error in errors:
         if "propertyNames" in error.relative_schema_path or error.validator == "propertyNames":
             # jsonschema reports the key as the instance at the mapping's path: point at the key itself.
-            bad = error.instance
+            bad, rule = error.instance, error.schema
             for sub in error.context or []:
-                bad = sub.instance
+                bad, rule = sub.instance, sub.schema
                 break
-            hint = profile_schema()["$defs"]["labelKey"]["x-error"]
+            hint = (rule if isinstance(rule, dict) else {}).get("x-error") \
+                or profile_schema()["$defs"]["labelKey"]["x-error"]
             findings.append(src.finding((*error.absolute_path, str(bad)), f"{_show(bad)} {hint}", at_key=True))
             continue
         quoted = _unquoted_number(src, error)

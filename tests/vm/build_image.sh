@@ -153,7 +153,7 @@ EOF
   # test-only files: stand-ins, cloud-init config, collector units
   cp -a --no-preserve=ownership "$HERE/guest/rootfs/." "$ROOT/"
   chmod 755 "$ROOT/usr/bin/kubeadm" "$ROOT/usr/bin/kubelet" "$ROOT/usr/bin/kubectl" \
-    "$ROOT/usr/local/bin/cri-dockerd" "$ROOT/usr/local/sbin/k8sseed-test-collect" \
+    "$ROOT/usr/local/bin/cri-dockerd" "$ROOT/usr/local/bin/calicoctl" "$ROOT/usr/local/sbin/k8sseed-test-collect" \
     "$ROOT/usr/local/sbin/k8sseed-test-console"
 
   cat >"$ROOT/etc/fstab" <<'EOF'

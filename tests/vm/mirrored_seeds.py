@@ -20,13 +20,18 @@ MIRROR = "http://10.20.0.2:8080"
 MIRRORED = ("calico/v3.25.2/tigera-operator.yaml", "purelb/v0.16.6/crds.yaml", "purelb/v0.16.6/purelb.yaml")
 
 
-def build_behind_mirror(work: Path, profile_name: str) -> tuple[dict, Path, Path]:
-    """Build profiles/<profile_name> with a fresh secret into work/out; returns (profile, out, mirror dir)."""
+def build_behind_mirror(work: Path, profile_name: str, mirrors: dict | None = None,
+                        served: dict[str, str] | None = None) -> tuple[dict, Path, Path]:
+    """Build profiles/<profile_name> with a fresh secret into work/out; returns (profile, out, mirror dir).
+
+    `mirrors` adds to the profile's mirrors section; `served` replaces the content of some MIRRORED files.
+    """
     profile = yaml.safe_load((REPO / "profiles" / profile_name).read_text())
     profile["mirrors"].update({
         "calicoOperator": f"{MIRROR}/calico/v{{version}}/tigera-operator.yaml",
         "purelbCRDs": f"{MIRROR}/purelb/v{{version}}/crds.yaml",
         "purelb": f"{MIRROR}/purelb/v{{version}}/purelb.yaml",
+        **(mirrors or {}),
     })
     if "bgp" in profile:
         # Guests under TCG (4 on 2 cores in the cluster test) stall for a second and more: BFD timers such a VM
@@ -41,5 +46,6 @@ def build_behind_mirror(work: Path, profile_name: str) -> tuple[dict, Path, Path
     mirror = work / "mirror"
     for rel in MIRRORED:
         (mirror / rel).parent.mkdir(parents=True, exist_ok=True)
-        (mirror / rel).write_text(f"# test mirror copy of {rel}\napiVersion: v1\nkind: List\nitems: []\n")
+        (mirror / rel).write_text((served or {}).get(rel)
+                                  or f"# test mirror copy of {rel}\napiVersion: v1\nkind: List\nitems: []\n")
     return profile, out, mirror

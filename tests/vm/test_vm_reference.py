@@ -39,9 +39,25 @@ sys.stdout.buffer.flush()
 '''
 
 
-def _build_behind_mirror(work: Path, profile_name: str) -> dict:
+# A site that reaches quay.io and Docker Hub only through mirrors: the init node points the fetched operator
+# manifest's images at the mirror, and Docker pulls Hub images through it.
+IMAGE_MIRRORS = {"imageRegistries": {"quay.io": "10.20.0.2:8080/quay.io"}, "dockerHubMirrors": ["http://10.20.0.2:8080"]}
+OPERATOR_MANIFEST = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: tigera-operator, namespace: tigera-operator}
+spec:
+  template:
+    spec:
+      containers:
+      - {name: tigera-operator, image: "quay.io/tigera/operator:v1.29.0"}
+      - {name: other, image: "registry.k8s.io/pause:3.8"}
+"""
+
+
+def _build_behind_mirror(work: Path, profile_name: str, **kw) -> dict:
     """A profile from profiles/ with its mirrors pointing at the test's local mirror, built with a fresh secret."""
-    profile, out, mirror = build_behind_mirror(work, profile_name)
+    profile, out, mirror = build_behind_mirror(work, profile_name, **kw)
     server = work / "serve_one.py"
     server.write_text(SERVE_ONE)
     netdev = (f"user,net=10.20.0.0/24,host=10.20.0.1,dns=10.20.0.3,"
@@ -53,7 +69,8 @@ def _build_behind_mirror(work: Path, profile_name: str) -> dict:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The reference profile (BGP mode) behind a local mirror."""
-    return _build_behind_mirror(tmp_path_factory.mktemp("vm-reference"), "reference.yaml")
+    return _build_behind_mirror(tmp_path_factory.mktemp("vm-reference"), "reference.yaml", mirrors=IMAGE_MIRRORS,
+                                served={"calico/v3.25.2/tigera-operator.yaml": OPERATOR_MANIFEST})
 
 
 def _files(out: Path, node: str) -> dict[str, str]:
@@ -106,6 +123,43 @@ def _phase_lines(log: str) -> list[tuple[str, str]]:
     return re.findall(r"k8sseed\[([a-z-]+)\]: (begin|done|already done)$", log, re.M)
 
 
+def _assert_addons_applied_in_order(res: qemu.VMResult, seed: dict[str, str]) -> None:
+    """Operator, then calicoctl writes the v3 BGP resources, then the Installation, then pools and PureLB."""
+    steps = []
+    for call in res.standin_calls():
+        if call["tool"] in ("kubectl", "calicoctl") and "apply" in call["argv"]:
+            steps.append((call["tool"], next(a for a in reversed(call["argv"]) if a.startswith("/")), call))
+    order = [(tool, path.rsplit("/", 1)[1]) for tool, path, _ in steps]
+    expected = [("kubectl", "tigera-operator.yaml"), ("calicoctl", "calico-bgp.yaml"),
+                ("kubectl", "calico-installation.yaml"), ("calicoctl", "calico-ippools.yaml"),
+                ("kubectl", "purelb-crds.yaml"), ("kubectl", "purelb.yaml"), ("kubectl", "purelb.yaml"),
+                ("kubectl", "ready.yaml")]
+    assert order == expected, order
+    bgp_call = steps[1][2]
+    assert bgp_call["argv"] == ["apply", "--config", "/etc/k8sseed/addons/calicoctl.cfg", "-f",
+                                "/etc/k8sseed/addons/calico-bgp.yaml"], bgp_call["argv"]
+    assert bgp_call["files"]["/etc/k8sseed/addons/calicoctl.cfg"] == \
+        seed["/etc/k8sseed/addons/calicoctl.cfg"].rstrip("\n")
+    bgp = [d for d in yaml.safe_load_all(bgp_call["files"]["/etc/k8sseed/addons/calico-bgp.yaml"]) if d]
+    assert [(d["apiVersion"], d["kind"]) for d in bgp] == [("projectcalico.org/v3", "BGPConfiguration"),
+                                                           ("projectcalico.org/v3", "BGPPeer")]
+    assert bgp[0]["spec"]["listenPort"] == 1790, "calico-node's BIRD must leave TCP 179 to the host BIRD"
+    pools = [d for d in yaml.safe_load_all(steps[3][2]["files"]["/etc/k8sseed/addons/calico-ippools.yaml"]) if d]
+    assert [(d["apiVersion"], d["kind"], d["spec"]["disabled"]) for d in pools] == [
+        ("projectcalico.org/v3", "IPPool", True)]
+    log = _log(res)
+    assert "calicoctl v3.25.2 already present at /usr/local/bin/calicoctl" in log, "pinned calicoctl not reused"
+    assert "Calico resources are stored as crd.projectcalico.org" in log
+    # The operator manifest was applied with its quay.io image pointed at the mirror, other images untouched.
+    operator = yaml.safe_load(next(iter(steps[0][2]["files"].values())))
+    images = [c["image"] for c in operator["spec"]["template"]["spec"]["containers"]]
+    assert images == ["10.20.0.2:8080/quay.io/tigera/operator:v1.29.0", "registry.k8s.io/pause:3.8"], images
+    assert "image quay.io/tigera/operator:v1.29.0 -> 10.20.0.2:8080/quay.io/tigera/operator:v1.29.0" in log
+    # The real dockerd took the Docker Hub mirror from daemon.json.
+    mirrors = res.json("docker-info.json")["RegistryConfig"]["Mirrors"]
+    assert [m.rstrip("/") for m in mirrors] == ["http://10.20.0.2:8080"], mirrors
+
+
 def test_first_control_plane_node_boots_prepares_itself_and_runs_kubeadm_init(cluster):
     res = _boot(cluster, "cp-1", "cp-1", timeout=900)
     node = cluster["nodes"]["cp-1"]
@@ -126,9 +180,7 @@ def test_first_control_plane_node_boots_prepares_itself_and_runs_kubeadm_init(cl
     assert re.search(r"^\s*bird\.service\s+loaded\s+active\s+running", res.text("systemctl-units.txt") or "", re.M), \
         res.text("systemctl-units.txt")
     assert "k8sseed host BIRD for cp-1" in (res.text("etc-bird/bird.conf") or ""), "BIRD runs the distro's config"
-    applied = [c["argv"] for c in res.standin_calls("kubectl") if "apply" in c["argv"]]
-    assert any("/etc/k8sseed/addons/calico-installation.yaml" in argv for argv in applied), applied
-    assert any("/etc/k8sseed/addons/purelb.yaml" in argv for argv in applied), applied
+    _assert_addons_applied_in_order(res, _files(cluster["out"], "cp-1"))
 
     # Booting the same disk again redoes nothing and reports no error.
     started = time.monotonic()

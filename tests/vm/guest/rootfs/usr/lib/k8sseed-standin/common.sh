@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared by the k8sseed test stand-ins for kubeadm, kubelet, kubectl and cri-dockerd.
+# Shared by the k8sseed test stand-ins for kubeadm, kubelet, kubectl, cri-dockerd and calicoctl.
 # TEST IMAGE ONLY: these are not the real tools. Every call is appended to
 #   /var/log/k8sseed-standin.log    human-readable: "=== <time> <tool> <argv...>" then any config
 #   /var/log/k8sseed-standin.jsonl  one JSON object a call: {"time","tool","argv","files":{path:content}}
@@ -15,6 +15,12 @@ standin_k8s_version() {
 standin_cri_version() {
   local v=0.3.16
   [ -s /etc/k8sseed-standin/cri-dockerd-version ] && v=$(tr -d ' \n\r' </etc/k8sseed-standin/cri-dockerd-version)
+  echo "${v#v}"
+}
+
+standin_calico_version() {
+  local v=3.25.2
+  [ -s /etc/k8sseed-standin/calicoctl-version ] && v=$(tr -d ' \n\r' </etc/k8sseed-standin/calicoctl-version)
   echo "${v#v}"
 }
 
