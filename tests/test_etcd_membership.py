@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import os
 import random
 import subprocess
@@ -14,7 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import require_tool
+import yaml
+from conftest import node_dirs, require_tool
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -241,3 +243,48 @@ def test_remove_member_refuses_to_guess_when_no_other_member_answers(lab):
     assert result.returncode == 1, result.stdout + result.stderr
     assert "ERROR: no other etcd member answered within 3s" in result.stdout, result.stdout
     assert "not removing or resetting anything" in result.stdout
+
+
+# ---- what the seeds carry
+
+
+def _seed_files(seed: Path) -> dict[str, dict]:
+    return {f["path"]: f for f in yaml.safe_load((seed / "user-data").read_text())["write_files"]}
+
+
+def _env_array(seed: Path, tmp_path: Path, name: str) -> list[str]:
+    env = tmp_path / f"{seed.name}.env"
+    env.write_text(_seed_files(seed)["/etc/k8sseed/node.env"]["content"])
+    out = subprocess.run(["bash", "-c", f'source "$1"; printf "%s\\n" "${{{name}[@]}}"', "_", str(env)],
+                         capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if line]
+
+
+def test_each_control_plane_waits_for_the_control_planes_before_it_in_bootstrap_order(built, tmp_path):
+    out = built["reference"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    order = {n["name"]: n["bootstrapOrder"] for n in manifest["nodes"]}
+    cps = sorted((n for n in manifest["nodes"] if n["role"] == "control-plane"), key=lambda n: n["bootstrapOrder"])
+    for seed in node_dirs(out):
+        earlier = _env_array(seed, tmp_path, "K8SSEED_EARLIER_CONTROL_PLANES")
+        others = _env_array(seed, tmp_path, "K8SSEED_OTHER_CONTROL_PLANES")
+        files = _seed_files(seed)
+        if seed.name not in {n["name"] for n in cps}:
+            assert earlier == [] and others == [], seed.name   # workers join in parallel
+            assert "/usr/local/sbin/k8sseed-etcd" not in files
+            continue
+        want = [v for n in cps if n["bootstrapOrder"] < order[seed.name] for v in (n["name"], n["ip"].split("/")[0])]
+        assert earlier == want, (seed.name, earlier)
+        assert others == [v for n in cps if n["name"] != seed.name for v in (n["name"], n["ip"].split("/")[0])]
+        assert files["/usr/local/sbin/k8sseed-etcd"]["permissions"] == "0755"
+    assert _env_array(out / "cp-3", tmp_path, "K8SSEED_EARLIER_CONTROL_PLANES") == [
+        "cp-1", "10.20.0.11", "cp-2", "10.20.0.12"]
+
+
+def test_a_control_plane_join_waits_and_gives_back_its_etcd_member_before_any_reset(built):
+    script = _seed_files(built["reference"] / "cp-2")["/usr/local/sbin/k8sseed-bootstrap"]["content"]
+    join = script[script.index("kubeadm_join() {"):]
+    join = join[:join.index("\n}\n")]
+    wait, forget = join.index("wait_for_earlier_control_planes"), join.index("forget_own_etcd_member")
+    assert join.index("wait_for_endpoint") < wait < forget < join.index("kubeadm_reset") < join.index("kubeadm join")
+    assert "etcd_tool wait-ready" in script and "etcd_tool remove-member" in script
