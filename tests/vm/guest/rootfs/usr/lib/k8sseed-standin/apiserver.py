@@ -6,7 +6,8 @@ Started by the kubeadm stand-in (`init`, control-plane `join`) as a transient un
 CHAIN is the leaf certificate followed by the CA (both are served, like kube-apiserver does with a
 cluster CA), KEY the leaf's key. Answers GET /healthz, /readyz, /livez with 200 "ok" and /version with
 a small JSON; GET /k8sseed-standin/etcd with this node's etcd client URL (how a joining control plane's
-kubeadm stand-in finds an etcd member, as kubeadm finds one through the cluster); anything else 404. Logs when it listens to the stand-in logs (with a timestamp).
+kubeadm stand-in finds an etcd member, as kubeadm finds one through the cluster); anything else 404.
+Logs when it listens to the stand-in logs (with a timestamp).
 """
 import contextlib
 import datetime
