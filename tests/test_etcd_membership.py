@@ -288,3 +288,58 @@ def test_a_control_plane_join_waits_and_gives_back_its_etcd_member_before_any_re
     wait, forget = join.index("wait_for_earlier_control_planes"), join.index("forget_own_etcd_member")
     assert join.index("wait_for_endpoint") < wait < forget < join.index("kubeadm_reset") < join.index("kubeadm join")
     assert "etcd_tool wait-ready" in script and "etcd_tool remove-member" in script
+
+
+# The bootstrap's kubeadm_join with the node's commands recorded instead of run: `run` logs each command line and
+# fails the ones the scenario names; sleep and the endpoint wait are skipped.
+JOIN_HARNESS = r'''
+set -euo pipefail
+source "$1"
+calls=$2 fail_join=$3 fail_remove=$4
+run() {
+  printf '%s\n' "$*" >>"$calls"
+  if [[ $* == *"kubeadm join"* && $fail_join -gt 0 ]]; then fail_join=$((fail_join - 1)); return 1; fi
+  if [[ $* == *remove-member* && $fail_remove == yes && $(grep -c "kubeadm join" "$calls") -gt 0 ]]; then return 1; fi
+  return 0
+}
+sleep() { :; }
+wait_for_endpoint() { :; }
+place_shared_pki() { :; }
+kubeadm_join
+'''
+
+
+def _join_run(built, tmp_path: Path, fail_join: int, fail_remove: bool) -> tuple[int, list[str], str]:
+    files = _seed_files(built["reference"] / "cp-2")
+    conf, state = tmp_path / "conf", tmp_path / "state"
+    conf.mkdir()
+    state.mkdir()
+    (conf / "node.env").write_text(files["/etc/k8sseed/node.env"]["content"])
+    script = files["/usr/local/sbin/k8sseed-bootstrap"]["content"]
+    script = script.replace("readonly CONF_DIR=/etc/k8sseed", f"readonly CONF_DIR={conf}")
+    script = script.replace("readonly STATE_DIR=/var/lib/k8sseed", f"readonly STATE_DIR={state}")
+    script = script.replace("readonly LOG_FILE=/var/log/k8sseed-bootstrap.log", f"readonly LOG_FILE={tmp_path}/log")
+    assert script.rstrip().endswith('main "$@"')
+    (tmp_path / "bootstrap.sh").write_text(script.rstrip()[: -len('main "$@"')])
+    (tmp_path / "harness.sh").write_text(JOIN_HARNESS)
+    calls = tmp_path / "calls"
+    calls.touch()
+    result = subprocess.run(["bash", str(tmp_path / "harness.sh"), str(tmp_path / "bootstrap.sh"), str(calls),
+                             str(fail_join), "yes" if fail_remove else "no"], capture_output=True, text=True)
+    steps = [line.split(" /usr/local/sbin/k8sseed-etcd ")[-1].split()[0] if "k8sseed-etcd" in line
+             else " ".join(line.split()[:2]) for line in calls.read_text().splitlines()]
+    return result.returncode, steps, result.stderr
+
+
+def test_a_failed_control_plane_join_gives_back_its_etcd_member_before_kubeadm_reset(built, tmp_path):
+    status, steps, log = _join_run(built, tmp_path, fail_join=1, fail_remove=False)
+    assert status == 0, log
+    assert steps == ["wait-ready", "remove-member", "kubeadm join",
+                     "wait-ready", "remove-member", "kubeadm reset", "kubeadm join"], steps
+
+
+def test_no_reset_when_no_other_etcd_member_can_say_whether_this_node_is_a_member(built, tmp_path):
+    status, steps, log = _join_run(built, tmp_path, fail_join=1, fail_remove=True)
+    assert status == 1, log
+    assert "kubeadm reset" not in steps and steps[-1] == "remove-member", steps
+    assert "so it is not reset" in log, log
