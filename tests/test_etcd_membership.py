@@ -286,7 +286,7 @@ def test_a_control_plane_join_waits_and_gives_back_its_etcd_member_before_any_re
     join = script[script.index("kubeadm_join() {"):]
     join = join[:join.index("\n}\n")]
     wait, forget = join.index("wait_for_earlier_control_planes"), join.index("forget_own_etcd_member")
-    assert join.index("wait_for_endpoint") < wait < forget < join.index("kubeadm_reset") < join.index("kubeadm join")
+    assert join.index("wait_for_endpoint") < forget < wait < join.index("kubeadm_reset") < join.index("kubeadm join")
     assert "etcd_tool wait-ready" in script and "etcd_tool remove-member" in script
 
 
@@ -334,8 +334,8 @@ def _join_run(built, tmp_path: Path, fail_join: int, fail_remove: bool) -> tuple
 def test_a_failed_control_plane_join_gives_back_its_etcd_member_before_kubeadm_reset(built, tmp_path):
     status, steps, log = _join_run(built, tmp_path, fail_join=1, fail_remove=False)
     assert status == 0, log
-    assert steps == ["wait-ready", "remove-member", "kubeadm join",
-                     "wait-ready", "remove-member", "kubeadm reset", "kubeadm join"], steps
+    assert steps == ["remove-member", "wait-ready", "kubeadm join",
+                     "remove-member", "wait-ready", "kubeadm reset", "kubeadm join"], steps
 
 
 def test_no_reset_when_no_other_etcd_member_can_say_whether_this_node_is_a_member(built, tmp_path):
