@@ -198,7 +198,7 @@ EOF
     chroot "$R" systemctl disable apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
       e2scrub_reap.service fstrim.timer 2>/dev/null || true
     chroot "$R" systemctl mask systemd-timesyncd.service 2>/dev/null || true
-    # etcd-server is there for the kubeadm stand-in (stacked etcd as a transient unit): Debian's own unit never runs
+    # etcd-server is there for the kubeadm stand-in (stacked etcd as a transient unit): the packaged unit never runs
     chroot "$R" systemctl disable etcd.service 2>/dev/null || true
     chroot "$R" systemctl mask etcd.service
     # no login prompt on the serial console: its vhangup() would cut the test console mirror
