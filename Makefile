@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 OUT    ?= out
 
 APT_PACKAGES = python3-venv python3-pip cloud-init shellcheck xorriso genisoimage bird2 keepalived haproxy \
-               cloud-image-utils openssl systemd iproute2 curl frr pipx
+               cloud-image-utils openssl systemd iproute2 curl frr pipx etcd-server etcd-client
 VM_PACKAGES  = qemu-system-x86 qemu-utils debootstrap e2fsprogs xorriso
 
 .PHONY: install demo test lint bench e2e deps e2e-deps clean docs

@@ -83,6 +83,21 @@ class ClusterPlan:
     def control_planes(self) -> tuple[NodePlan, ...]:
         return tuple(n for n in self.nodes if n.node.is_control_plane)
 
+    def earlier_control_planes(self, node: NodePlan) -> tuple[NodePlan, ...]:
+        """The control planes a control-plane node waits for before it joins (each a started etcd member with a
+        ready API server), in bootstrap order: stacked etcd grows one member at a time. Workers wait for none."""
+        if not node.node.is_control_plane:
+            return ()
+        return tuple(sorted((cp for cp in self.control_planes if cp.bootstrap_order < node.bootstrap_order),
+                            key=lambda cp: cp.bootstrap_order))
+
+    def other_control_planes(self, node: NodePlan) -> tuple[NodePlan, ...]:
+        """The etcd members a control plane may ask to remove its own member before a reset, in bootstrap order."""
+        if not node.node.is_control_plane:
+            return ()
+        return tuple(sorted((cp for cp in self.control_planes if cp.name != node.name),
+                            key=lambda cp: cp.bootstrap_order))
+
     @property
     def api_server_sans(self) -> tuple[str, ...]:
         names = [self.profile.cluster.endpoint_host]

@@ -11,6 +11,7 @@ from k8sseed.components import Component, NodeFile, NodeFragment
 from k8sseed.components.addons import addons_fragment
 from k8sseed.components.bird import bird_fragment
 from k8sseed.components.bootstrap import bootstrap_fragment, env_file
+from k8sseed.components.etcd_membership import etcd_membership_fragment
 from k8sseed.components.keepalived_haproxy import keepalived_haproxy_fragment
 from k8sseed.components.kubernetes import kubernetes_fragment
 from k8sseed.components.load_balancer import load_balancer_fragment
@@ -26,6 +27,7 @@ COMPONENTS: tuple[Component, ...] = (
     os_prep_fragment,
     runtime_fragment,
     kubernetes_fragment,
+    etcd_membership_fragment,
     load_balancer_fragment,
     bird_fragment,
     keepalived_haproxy_fragment,

@@ -33,6 +33,7 @@ PACKAGES=(
   bird2 ipvsadm ipset conntrack keepalived haproxy
   curl ca-certificates gnupg apt-transport-https chrony kmod iproute2 procps openssl jq
   socat ethtool ebtables lsb-release less locales
+  etcd-server etcd-client
 )
 # shellcheck disable=SC2206
 EXTRA=(${K8SSEED_VM_EXTRA_PACKAGES:-})
@@ -197,6 +198,9 @@ EOF
     chroot "$R" systemctl disable apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
       e2scrub_reap.service fstrim.timer 2>/dev/null || true
     chroot "$R" systemctl mask systemd-timesyncd.service 2>/dev/null || true
+    # etcd-server is there for the kubeadm stand-in (stacked etcd as a transient unit): the packaged unit never runs
+    chroot "$R" systemctl disable etcd.service 2>/dev/null || true
+    chroot "$R" systemctl mask etcd.service
     # no login prompt on the serial console: its vhangup() would cut the test console mirror
     chroot "$R" systemctl mask serial-getty@ttyS0.service
     chroot "$R" passwd -l root

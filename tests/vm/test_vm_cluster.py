@@ -13,12 +13,19 @@ certificate from the cluster CA, its vip-health announces the VIP over BGP, the 
 sees it through the router, their kubeadm stand-in pins the CA served there against caCertHashes (PIN-OK),
 and control-plane joiners start their own responder and announce the VIP too. Finally cp-1 boots again on
 a fresh disk while cp-2/cp-3 run: the split-brain guard must make it join instead of init.
+
+The kubeadm stand-in runs REAL stacked etcd (init: a cluster of one; control-plane join: member add, then start),
+so the test also shows the control planes joining one at a time in bootstrap order (cp-2, then cp-3, while the
+worker joins in parallel), 3 healthy etcd members at the end (asked from the router's namespace with etcdctl),
+and the new cp-1 removing its dead predecessor's etcd member before it joins. It also measures how long the
+router keeps the killed cp-1 as a VIP next hop.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import json
 import os
 import re
@@ -66,7 +73,10 @@ EVENTS = {
     "guard": r"K8SSEED-LOG: .*split-brain guard",
     "complete": r"K8SSEED-LOG: .*bootstrap complete",
     "collected": r"K8SSEED-COLLECT: done reason=",
+    "cp_joined": r"K8SSEED-LOG: .*joined the cluster as control-plane-join",
 }
+CLOCK_SLACK = 1.0           # s: guest clocks start from the RTC's whole seconds; joins must not overlap beyond it
+STALE_HOP_LIMIT = 60.0      # s, asserted with BFD on the router sessions: killed cp-1 still a VIP next hop
 
 
 def _need(*tools: str) -> list[str]:
@@ -196,9 +206,9 @@ def _standin_events(res: qemu.VMResult, word: str) -> list[tuple[float, str]]:
 
 @pytest.fixture(scope="module")
 def cluster(vm_image, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    missing = _need("ip", "bird", "birdc")
+    missing = _need("ip", "bird", "birdc", "etcdctl")
     if missing:
-        pytest.skip("the cluster VM test needs " + ", ".join(missing) + " (apt-get install iproute2 bird2)")
+        pytest.skip("the cluster VM test needs " + ", ".join(missing) + " (apt-get install iproute2 bird2 etcd-client)")
     if not os.path.exists("/dev/net/tun"):
         pytest.skip("the cluster VM test needs /dev/net/tun for the VMs' taps")
     if subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
@@ -208,7 +218,58 @@ def cluster(vm_image, tmp_path_factory: pytest.TempPathFactory) -> dict:
     (work / "mirror_server.py").write_text(MIRROR_SERVER)
     nodes = {n["name"]: n for n in profile["nodes"]}
     vip = profile["cluster"]["controlPlaneEndpoint"].rsplit(":", 1)[0]
-    return {"work": work, "out": out, "mirror": mirror, "nodes": nodes, "vip": vip, "image": vm_image}
+    order = {n["name"]: n["bootstrapOrder"] for n in json.loads((out / "manifest.json").read_text())["nodes"]}
+    bfd = bool((profile.get("bgp") or {}).get("bfd"))
+    return {"work": work, "out": out, "mirror": mirror, "nodes": nodes, "vip": vip, "image": vm_image,
+            "order": order, "bfd": bfd}
+
+
+def _etcd_client(work: Path, out: Path) -> list[str]:
+    """etcdctl TLS flags with a client certificate from the cluster's etcd CA (read from cp-1's seed)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    files = {f["path"]: f["content"] for f in yaml.safe_load((out / "cp-1" / "user-data").read_text())["write_files"]}
+    ca_cert = x509.load_pem_x509_certificate(files["/etc/k8sseed/pki/etcd/ca.crt"].encode())
+    ca_key = serialization.load_pem_private_key(files["/etc/k8sseed/pki/etcd/ca.key"].encode(), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "k8sseed-vm-test")]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
+    (work / "etcd-ca.crt").write_text(files["/etc/k8sseed/pki/etcd/ca.crt"])
+    (work / "etcd-client.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (work / "etcd-client.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                             serialization.PrivateFormat.PKCS8,
+                                                             serialization.NoEncryption()))
+    return ["--cacert", str(work / "etcd-ca.crt"), "--cert", str(work / "etcd-client.crt"),
+            "--key", str(work / "etcd-client.key"), "--dial-timeout", "5s", "--command-timeout", "15s"]
+
+
+def _etcd_state(seg: Segment, tls: list[str], ips: list[str]) -> tuple[list[dict], str]:
+    """(members, endpoint health text) of the VMs' etcd cluster, asked from the router's namespace."""
+    endpoints = ",".join(f"https://{ip}:2379" for ip in ips)
+    base = ["ip", "netns", "exec", seg.ns, "etcdctl", "--endpoints", endpoints, *tls]
+    env = {**os.environ, "ETCDCTL_API": "3"}
+    listed = subprocess.run([*base, "member", "list", "-w", "json"], capture_output=True, text=True, env=env)
+    try:
+        members = json.loads(listed.stdout).get("members", [])
+    except ValueError:
+        members = []
+    health = subprocess.run([*base, "endpoint", "health"], capture_output=True, text=True, env=env)
+    return members, (listed.stderr + health.stdout + health.stderr).strip()
+
+
+def _join_window(res: qemu.VMResult) -> tuple[float, float]:
+    """Guest times of a control plane's `kubeadm join` call and of its stand-in's "now a control-plane node"."""
+    start = _guest_time(_join_files(res)[0][0])
+    end = _standin_events(res, "now a control-plane node")
+    return start, (end[-1][0] if end else float("nan"))
 
 
 def _join_files(res: qemu.VMResult) -> list[tuple[str, str, dict]]:
@@ -327,20 +388,59 @@ def test_a_whole_cluster_coordinates_itself_with_no_controller(cluster):
             f"{(vip_route or float('nan')) - t0:.1f}s (host clock)")
         listen_guest = _standin_events(results["cp-1"], "apiserver listening")[0][0]
         worst = 0.0
+        order = cluster["order"]
         for key in BOOT_NODES[1:]:
             s = seen[key]
-            ready = max(vip_route or 0, s.get("wait", 0))
+            # a control plane joins once the endpoint answers AND the control planes before it have joined
+            earlier = [seen[k].get("cp_joined", 0) for k in cps if 0 < order[k] < order[key]
+                       and nodes[key]["role"] == "control-plane"]
+            ready = max(vip_route or 0, s.get("wait", 0), *earlier)
             host_delta = s.get("join", float("nan")) - ready
+            after_cp = " / the earlier control plane's join" if earlier else ""
             join_guest = _guest_time(_join_files(results[key])[0][0])
             pin_guest = _standin_events(results[key], "PIN-OK")[0][0]
             say(f"  {key:9s} waiting from {s.get('wait', float('nan')) - t0:6.1f}s; join {host_delta:5.1f}s after "
-                f"the VIP route (host clock); guest clocks: join {join_guest - listen_guest:5.1f}s, PIN-OK "
+                f"the VIP route{after_cp} (host clock); guest clocks: join {join_guest - listen_guest:5.1f}s, PIN-OK "
                 f"{pin_guest - listen_guest:5.1f}s after cp-1's API server listened")
             worst = max(worst, host_delta)
         say(f"  worst endpoint-to-join {worst:.1f}s (goal <= {JOIN_GOAL:.0f}s: "
             f"{'met' if worst <= JOIN_GOAL else 'NOT met'})")
         say(f"  router: {route_text.strip()}")
         say("  VIP next-hop history: " + ", ".join(f"{t - t0:.1f}s {sorted(h)}" for t, h in monitor.routes))
+
+        # ---- control planes one at a time, in bootstrap order; workers in parallel; 3 healthy etcd members
+        joiners = sorted((k for k in cps if order[k] > 0), key=lambda k: order[k])
+        windows = {k: _join_window(results[k]) for k in joiners}
+        say("== control-plane joins (guest clocks, stand-in log; relative to cp-1's API server listening)")
+        for k in joiners:
+            ready_lines = [line.split("k8sseed[kubeadm]: ", 1)[-1] for line in logs[k].splitlines()
+                           if re.search(r"waiting for cp-\d|is ready: etcd member", line)]
+            say(f"  {k}: join {windows[k][0] - listen_guest:6.1f}s .. {windows[k][1] - listen_guest:6.1f}s; "
+                f"{len(ready_lines)} wait/ready lines, last: {ready_lines[-1] if ready_lines else '-'}")
+            for line in dict.fromkeys(ready_lines[:-1]):
+                say(f"      {line}")
+        for a, b in itertools.pairwise(joiners):
+            gap = windows[b][0] - windows[a][1]
+            say(f"  {b}'s join started {gap:.1f}s after {a}'s ended (guest clocks, slack {CLOCK_SLACK:.0f}s)")
+            assert windows[a][0] < windows[b][0], ("joins out of bootstrap order", a, b, windows)
+            assert gap >= -CLOCK_SLACK, (f"{b} joined while {a} was still joining", windows)
+            before = next((e for _, e in _standin_events(results[b], "etcd: members before adding")), "")
+            assert f", started, {a}, " in before and "unstarted" not in before, (b, before)
+            assert f"{a} ({nodes[a]['ip'].split('/')[0]}) is ready: etcd member" in logs[b], logs[b][-3000:]
+        workers = [k for k in BOOT_NODES if nodes[k]["role"] != "control-plane"]
+        for w in workers:
+            w_start = _guest_time(_join_files(results[w])[0][0])
+            say(f"  {w} (worker) joined at {w_start - listen_guest:6.1f}s: in parallel, "
+                f"{windows[joiners[-1]][0] - w_start:.1f}s before {joiners[-1]}'s join")
+            assert w_start < windows[joiners[-1]][0], (w, "waited for the control planes", windows)
+        tls = _etcd_client(work, out)
+        cp_ips = [nodes[k]["ip"].split("/")[0] for k in cps]
+        members, health = _etcd_state(seg, tls, cp_ips)
+        say("  etcd members: " + ", ".join(f"{m.get('name') or '<unstarted>'} {m['ID']:x}" for m in members))
+        say("  " + health.replace("\n", "\n  "))
+        assert sorted(m.get("name", "") for m in members) == sorted(cps), (members, health)
+        assert health.count("is healthy") == len(cps), health
+        first_cp1 = next(m["ID"] for m in members if m.get("name") == "cp-1")
 
         assert vip_route is not None, ("the router never had a VIP route", protocols)
         assert hops_now == want_hops, (hops_now, want_hops, route_text, protocols)
@@ -349,7 +449,8 @@ def test_a_whole_cluster_coordinates_itself_with_no_controller(cluster):
         # ---- split-brain guard: cp-1 again on a fresh disk while cp-2/cp-3 run
         vms["worker-1"].kill()
         vms["cp-1"].kill()
-        t1 = time.time()
+        t_kill = t1 = time.time()
+        cp1_ip = nodes["cp-1"]["ip"].split("/")[0]
         again = new_vm("cp-1-again", "cp-1", SPLIT_BRAIN_TIMEOUT)
         assert again.overlay != vms["cp-1"].overlay and not again.overlay.exists()
         again.start()
@@ -373,6 +474,28 @@ def test_a_whole_cluster_coordinates_itself_with_no_controller(cluster):
             f"VIP next hops now {sorted(seg.vip_hops(vip))}")
         guard_line = next((line for line in log.splitlines() if "split-brain guard" in line), "")
         say(f"  {guard_line}")
+        removal = [line.split("k8sseed[kubeadm]: ", 1)[-1] for line in log.splitlines()
+                   if "belongs to cp-1: removing it" in line or "removed etcd member" in line]
+        for line in removal:
+            say(f"  {line.strip()}")
+        assert len(removal) == 2, ("the new cp-1 did not remove its dead predecessor's etcd member", log[-3000:])
+        members, health = _etcd_state(seg, tls, cp_ips)
+        say("  etcd members now: " + ", ".join(f"{m.get('name') or '<unstarted>'} {m['ID']:x}" for m in members))
+        say("  " + health.replace("\n", "\n  "))
+        assert sorted(m.get("name", "") for m in members) == sorted(cps), (members, health)
+        assert first_cp1 not in {m["ID"] for m in members}, "the dead cp-1 member is still there"
+        assert health.count("is healthy") == len(cps), health
+
+        # ---- how long the router kept the killed cp-1 as a VIP next hop (host clock)
+        gone = next((t for t, hops in monitor.routes if t >= t_kill and cp1_ip not in hops), None)
+        stale = (gone - t_kill) if gone is not None else float("inf")
+        say(f"== the router kept the killed cp-1 ({cp1_ip}) as a VIP next hop for {stale:.1f}s after the kill "
+            f"(BFD {'on' if cluster['bfd'] else 'off'} in the profile; limit {STALE_HOP_LIMIT:.0f}s "
+            f"{'asserted' if cluster['bfd'] else 'asserted only with BFD'})")
+        say("  VIP next-hop history after the kill: " + ", ".join(
+            f"{t - t_kill:.1f}s {sorted(h)}" for t, h in monitor.routes if t >= t_kill - 1))
+        if cluster["bfd"]:
+            assert stale <= STALE_HOP_LIMIT, f"the killed cp-1 stayed a VIP next hop for {stale:.1f}s"
         assert seg.vip_hops(vip) == want_hops, seg.ip("route", "show", f"{vip}/32")
     finally:
         monitor.stop_event.set()

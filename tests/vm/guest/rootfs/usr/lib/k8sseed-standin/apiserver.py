@@ -2,10 +2,12 @@
 """k8sseed TEST STAND-IN for a kube-apiserver (test image only, never shipped by the product).
 
 Started by the kubeadm stand-in (`init`, control-plane `join`) as a transient unit via systemd-run:
-    apiserver.py CHAIN KEY [ADDRESS [PORT]]
+    apiserver.py CHAIN KEY [ADDRESS [PORT [ETCD_CLIENT_URL]]]
 CHAIN is the leaf certificate followed by the CA (both are served, like kube-apiserver does with a
 cluster CA), KEY the leaf's key. Answers GET /healthz, /readyz, /livez with 200 "ok" and /version with
-a small JSON; anything else 404. Logs when it listens to the stand-in logs (with a timestamp).
+a small JSON; GET /k8sseed-standin/etcd with this node's etcd client URL (how a joining control plane's
+kubeadm stand-in finds an etcd member, as kubeadm finds one through the cluster); anything else 404.
+Logs when it listens to the stand-in logs (with a timestamp).
 """
 import contextlib
 import datetime
@@ -17,6 +19,7 @@ import sys
 
 LOG = "/var/log/k8sseed-standin.log"
 JSONL = "/var/log/k8sseed-standin.jsonl"
+ETCD_URL = sys.argv[5] if len(sys.argv) > 5 else ""
 
 
 def version() -> str:
@@ -35,6 +38,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         if path in ("/healthz", "/readyz", "/livez"):
             status, body, ctype = 200, b"ok", "text/plain; charset=utf-8"
+        elif path == "/k8sseed-standin/etcd" and ETCD_URL:
+            status, body, ctype = 200, ETCD_URL.encode(), "text/plain; charset=utf-8"
         elif path == "/version":
             v = version()
             status, ctype = 200, "application/json"
