@@ -330,9 +330,11 @@ def test_image_rewrite_runs_on_the_fetched_operator_and_purelb_manifests_only_wi
 
 def test_an_unverified_calicoctl_download_is_warned_about_only_where_calicoctl_is_needed(tmp_path):
     profile = yaml.safe_load((PROFILES / "reference.yaml").read_text())
+    profile["acknowledge"] = [w for w in profile["acknowledge"] if w != "calicoctl-unverified"]
     (tmp_path / "bgp.yaml").write_text(yaml.safe_dump(profile))
     warned = run_cli("validate", str(tmp_path / "bgp.yaml"))
-    assert warned.returncode == 0 and "calico.calicoctlSha256 is not set" in warned.stderr
+    assert warned.returncode == 0
+    assert "warning[calicoctl-unverified]: calico.calicoctlSha256 is not set" in warned.stderr
     profile["calico"]["calicoctlSha256"] = "0" * 64
     (tmp_path / "pinned.yaml").write_text(yaml.safe_dump(profile))
     assert "calicoctlSha256" not in run_cli("validate", str(tmp_path / "pinned.yaml")).stderr

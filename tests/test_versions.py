@@ -164,8 +164,8 @@ def test_every_warning_shows_its_id_and_an_acknowledged_one_is_silent(tmp_path):
     assert result.returncode == 0, result.stderr
     ids = re.findall(r"^warning\[([a-z0-9-]+)\]: ", result.stderr, re.M)
     assert len(ids) == len(result.stderr.splitlines()), result.stderr
-    assert sorted(ids) == ["cri-dockerd-unverified", "ipvs-deprecated", "kubernetes-patch-unknown",
-                           "no-login-user", "token-never-expires"]
+    assert sorted(ids) == ["calicoctl-unverified", "cri-dockerd-unverified", "ipvs-deprecated",
+                           "kubernetes-patch-unknown", "no-login-user", "token-never-expires"]
     text = profile.read_text()
     profile.write_text(f"acknowledge: [{', '.join(ids)}]\n" + text)
     quiet = run_cli("validate", str(profile))
