@@ -86,13 +86,20 @@ def _armored_body(text: str) -> bytes:
 
 
 def _packets(data: bytes) -> list[tuple[int, bytes]]:
+    try:
+        return _split_packets(data)
+    except IndexError:
+        raise ValueError("it is cut short (a packet header runs past the end)") from None
+
+
+def _split_packets(data: bytes) -> list[tuple[int, bytes]]:
     packets, i = [], 0
     while i < len(data):
         head = data[i]
         if not head & 0x80:
             raise ValueError("it is not OpenPGP data")
         if head & 0x40:  # new packet format
-            tag, first = head & 0x3F, data[i + 1] if i + 1 < len(data) else 0
+            tag, first = head & 0x3F, data[i + 1]
             if first < 192:
                 length, i = first, i + 2
             elif first < 224:

@@ -246,6 +246,35 @@ def test_repository_signed_by_an_expired_key_stops_update_with_cause_and_fix(key
     assert "set mirrors.kubernetesKey to a source of the refreshed key" in last
 
 
+# What apt printed on 2024-11-04 for a pkgs.k8s.io repository (kubernetes/release#3818): the GPG error names
+# the CDN the repository redirects to, only the final error names the URL in sources.list.
+CDN_OUTPUT = """\
+Err:6 https://prod-cdn.packages.k8s.io/repositories/isv:/kubernetes:/core:/stable:/v1.26/deb  InRelease
+  The following signatures were invalid: EXPKEYSIG 234654DA9A296436 \
+isv:kubernetes OBS Project <isv:kubernetes@build.opensuse.org>
+Reading package lists...
+W: GPG error: https://prod-cdn.packages.k8s.io/repositories/isv:/kubernetes:/core:/stable:/v1.26/deb  InRelease: \
+The following signatures were invalid: EXPKEYSIG 234654DA9A296436 \
+isv:kubernetes OBS Project <isv:kubernetes@build.opensuse.org>
+E: The repository 'https://pkgs.k8s.io/core:/stable:/v1.26/deb  InRelease' is not signed.
+"""
+
+
+def test_expired_signature_behind_the_cdn_redirect_is_still_named_expired(apt_script, tmp_path):
+    stub = tmp_path / "bin" / "apt-get"
+    stub.parent.mkdir()
+    (tmp_path / "said").write_text(CDN_OUTPUT)
+    stub.write_text(f"#!/bin/bash\ncat {tmp_path / 'said'}\nexit 100\n")
+    stub.chmod(0o755)
+    env = {**apt_env(tmp_path, ""), "PATH": f"{stub.parent}:{os.environ['PATH']}"}
+    repo = "https://pkgs.k8s.io/core:/stable:/v1.26/deb/"
+    update = subprocess.run([str(apt_script), "update", repo, "mirrors.kubernetesKey"],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert update.returncode == 1
+    assert update.stderr.strip().splitlines()[-1].startswith(
+        f"k8sseed-apt: apt refuses {repo}: its signing key has EXPIRED (EXPKEYSIG)")
+
+
 def test_repository_signed_by_another_key_is_explained_as_no_pubkey(keys, apt_script, served, tmp_path):
     url, root = served
     make_flat_repo(keys, root / "repo", keys.other)
