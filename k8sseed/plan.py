@@ -8,6 +8,13 @@ from enum import Enum
 
 from k8sseed.pki import ClusterPKI
 from k8sseed.profile.model import BgpPeer, Node, Profile
+from k8sseed.repository_keys import (
+    DOCKER_KEY_FINGERPRINT,
+    KUBERNETES_KEY_FINGERPRINT,
+    default_docker_key,
+    default_kubernetes_key,
+    is_inline_key,
+)
 from k8sseed.secrets import ClusterSecret
 from k8sseed.versions import MinorFacts, facts_for
 
@@ -124,6 +131,29 @@ class ClusterPlan:
     @property
     def docker_repo_url(self) -> str:
         return self.profile.mirrors.docker_packages.format(family=self.profile.os_family)
+
+    @property
+    def kubernetes_key(self) -> str:
+        """The Kubernetes repository key's source: a URL, or the ASCII-armored key itself."""
+        chosen = self.profile.mirrors.kubernetes_key
+        if chosen is None:
+            return default_kubernetes_key(self.profile.mirrors.kubernetes_packages, self.kubernetes_repo_url)
+        return chosen if is_inline_key(chosen) else chosen.format(minor=self.facts.minor_text)
+
+    @property
+    def kubernetes_key_fingerprint(self) -> str:
+        return self.profile.mirrors.kubernetes_key_fingerprint or KUBERNETES_KEY_FINGERPRINT
+
+    @property
+    def docker_key(self) -> str:
+        chosen = self.profile.mirrors.docker_key
+        if chosen is None:
+            return default_docker_key(self.docker_repo_url)
+        return chosen if is_inline_key(chosen) else chosen.format(family=self.profile.os_family)
+
+    @property
+    def docker_key_fingerprint(self) -> str:
+        return self.profile.mirrors.docker_key_fingerprint or DOCKER_KEY_FINGERPRINT
 
     def api_probe_targets(self) -> tuple[str, ...]:
         """Where the init node looks for an existing cluster before it inits: endpoint, then every CP."""

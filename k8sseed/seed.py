@@ -9,6 +9,7 @@ from typing import Any
 
 from k8sseed.components import Component, NodeFile, NodeFragment
 from k8sseed.components.addons import addons_fragment
+from k8sseed.components.apt_repositories import apt_repositories_fragment
 from k8sseed.components.bird import bird_fragment
 from k8sseed.components.bootstrap import bootstrap_fragment, env_file
 from k8sseed.components.etcd_membership import etcd_membership_fragment
@@ -25,6 +26,7 @@ from k8sseed.yamltext import dump
 COMPONENTS: tuple[Component, ...] = (
     system_fragment,
     os_prep_fragment,
+    apt_repositories_fragment,
     runtime_fragment,
     kubernetes_fragment,
     etcd_membership_fragment,

@@ -116,6 +116,7 @@ def test_every_script_written_to_a_node_passes_shellcheck(built, tmp_path):
             assert result.returncode == 0, f"{seed.name}:{path}\n{result.stdout}"
             assert subprocess.run(["bash", "-n", str(target)]).returncode == 0
     assert any(p == "/usr/local/sbin/k8sseed-bootstrap" for p, _ in checked)
+    assert any(p == "/usr/local/sbin/k8sseed-apt" for p, _ in checked)
     assert any(p == "/etc/k8sseed/node.env" for p, _ in checked)
 
 

@@ -11,6 +11,14 @@ from typing import Any
 
 from k8sseed.errors import Finding, ProfileWarning
 from k8sseed.profile.source import Source
+from k8sseed.repository_keys import (
+    DOCKER_KEY_FINGERPRINT,
+    KUBERNETES_KEY_FINGERPRINT,
+    UPSTREAM_DOCKER_PACKAGES,
+    UPSTREAM_KUBERNETES_PACKAGES,
+    armored_key_fingerprints,
+    is_inline_key,
+)
 from k8sseed.versions import (
     CRI_DOCKERD_RELEASES,
     IPVS_DEPRECATED_SINCE,
@@ -236,13 +244,13 @@ def check_cri_dockerd(src: Source) -> Iterator[Finding]:
 def check_url_placeholders(src: Source) -> Iterator[Finding]:
     allowed = {"kubernetesPackages": {"minor"}, "dockerPackages": {"family"}, "criDockerd": {"version", "arch"},
                "apt": set(), "calicoOperator": {"version"}, "calicoctl": {"version", "arch"}, "purelbCRDs": {"version"},
-               "purelb": {"version"}}
+               "purelb": {"version"}, "kubernetesKey": {"minor"}, "dockerKey": {"family"}}
     mirrors = _get(src.data, "mirrors")
     if not isinstance(mirrors, dict):
         return
     for key, names in allowed.items():
         url = mirrors.get(key)
-        if not isinstance(url, str):
+        if not isinstance(url, str) or is_inline_key(url):
             continue
         try:
             used = {name for _, name, _, _ in string.Formatter().parse(url) if name is not None}
@@ -252,6 +260,42 @@ def check_url_placeholders(src: Source) -> Iterator[Finding]:
         for name in sorted(used - names):
             known = ", ".join("{" + n + "}" for n in sorted(names)) or "none"
             yield src.finding(("mirrors", key), f"unknown placeholder '{{{name}}}' in '{url}' (known here: {known})")
+
+
+_REPOSITORY_KEYS = (
+    # (key setting, fingerprint setting, packages setting, upstream packages URL, pinned upstream fingerprint)
+    ("kubernetesKey", "kubernetesKeyFingerprint", "kubernetesPackages", UPSTREAM_KUBERNETES_PACKAGES,
+     KUBERNETES_KEY_FINGERPRINT),
+    ("dockerKey", "dockerKeyFingerprint", "dockerPackages", UPSTREAM_DOCKER_PACKAGES, DOCKER_KEY_FINGERPRINT),
+)
+
+
+def check_repository_keys(src: Source) -> Iterator[Finding]:
+    mirrors = _get(src.data, "mirrors")
+    if not isinstance(mirrors, dict):
+        return
+    for key, fingerprint_key, packages_key, upstream, pinned_upstream in _REPOSITORY_KEYS:
+        value, override = mirrors.get(key), mirrors.get(fingerprint_key)
+        pinned = override.upper() if isinstance(override, str) else pinned_upstream
+        if (isinstance(override, str) and pinned != pinned_upstream and value is None
+                and mirrors.get(packages_key, upstream) == upstream):
+            yield src.finding(("mirrors", fingerprint_key),
+                              f"the nodes would get the upstream key ({pinned_upstream}) from {upstream}, which "
+                              f"can never match {pinned}: point mirrors.{packages_key} at the mirror that signs "
+                              f"with this key, or set mirrors.{key} to that key")
+        if not isinstance(value, str) or not is_inline_key(value):
+            continue
+        try:
+            found = armored_key_fingerprints(value)
+        except ValueError as error:
+            yield src.finding(("mirrors", key), f"the key block is not usable: {error}")
+            continue
+        if pinned not in found:
+            held = ", ".join(found) or "no version-4 key"
+            yield src.finding(("mirrors", key),
+                              f"the key block holds {held}, not the pinned {pinned}: paste the repository's "
+                              f"signing key, or, if your mirror re-signs the repository with this key, set "
+                              f"mirrors.{fingerprint_key} to its fingerprint")
 
 
 def check_pki_dates(src: Source) -> Iterator[Finding]:
@@ -565,8 +609,8 @@ def check_calico_version(src: Source) -> Iterator[Finding]:
 
 CHECKS: tuple[Check, ...] = (check_labels, check_unique, check_subnets, check_gateways, check_endpoint,
                              check_control_planes, check_version, check_cri_dockerd, check_url_placeholders,
-                             check_pki_dates, check_users, check_lb_mode, check_bgp, check_bgp_gateway, check_purelb,
-                             check_external_ips, check_calico_version)
+                             check_repository_keys, check_pki_dates, check_users, check_lb_mode, check_bgp,
+                             check_bgp_gateway, check_purelb, check_external_ips, check_calico_version)
 
 
 def semantic_findings(src: Source) -> list[Finding]:

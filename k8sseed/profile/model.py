@@ -88,7 +88,11 @@ class Ipvs:
 class Mirrors:
     apt: str | None
     kubernetes_packages: str
+    kubernetes_key: str | None  # URL or ASCII-armored block; None: k8sseed's default source
+    kubernetes_key_fingerprint: str | None  # None: the pinned upstream fingerprint
     docker_packages: str
+    docker_key: str | None
+    docker_key_fingerprint: str | None
     image_repository: str
     cri_dockerd: str
     calico_operator: str
@@ -251,6 +255,10 @@ def _sums(cri_dockerd: dict[str, Any], nodes: tuple[Node, ...]) -> tuple[tuple[s
     return tuple(sorted((sums or {}).items()))
 
 
+def _fingerprint(text: str | None) -> str | None:
+    return text.upper() if text else None
+
+
 def build_model(data: dict[str, Any]) -> Profile:
     nodes = tuple(_node(n) for n in data["nodes"])
     c = data["cluster"]
@@ -285,7 +293,9 @@ def build_model(data: dict[str, Any]) -> Profile:
                   ipvs.get("udpTimeout")),
         gateway=ipaddress.IPv4Address(net["gateway"]) if net.get("gateway") else None,
         nameservers=tuple(net["nameservers"]), search_domains=tuple(net["searchDomains"]), mtu=net.get("mtu"),
-        mirrors=Mirrors(mi.get("apt"), mi["kubernetesPackages"], mi["dockerPackages"], mi["imageRepository"],
+        mirrors=Mirrors(mi.get("apt"), mi["kubernetesPackages"], mi.get("kubernetesKey"),
+                        _fingerprint(mi.get("kubernetesKeyFingerprint")), mi["dockerPackages"], mi.get("dockerKey"),
+                        _fingerprint(mi.get("dockerKeyFingerprint")), mi["imageRepository"],
                         mi["criDockerd"], mi["calicoOperator"], mi.get("calicoRegistry"), mi["calicoctl"],
                         mi["purelbCRDs"], mi["purelb"], tuple(sorted(mi["imageRegistries"].items())),
                         tuple(mi["dockerHubMirrors"])),

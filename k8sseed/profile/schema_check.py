@@ -14,6 +14,10 @@ import jsonschema
 
 from k8sseed.errors import Finding
 from k8sseed.profile.source import Path, Source
+from k8sseed.repository_keys import is_inline_key
+
+# Values that may span lines: an ASCII-armored public key block pasted into the profile.
+MULTILINE_KEY_BLOCKS: frozenset[Path] = frozenset({("mirrors", "kubernetesKey"), ("mirrors", "dockerKey")})
 
 
 @functools.cache
@@ -98,7 +102,7 @@ def _explain(error: jsonschema.ValidationError) -> tuple[Path, str]:
 
 
 def _control_character_findings(src: Source, data: Any, path: Path) -> list[Finding]:
-    """No profile value is multi-line; a newline would also slip past the schema's ^...$ patterns."""
+    """No profile value but a key block is multi-line; a newline would also slip past the schema's ^...$ patterns."""
     found: list[Finding] = []
     if isinstance(data, dict):
         for key, value in data.items():
@@ -109,7 +113,8 @@ def _control_character_findings(src: Source, data: Any, path: Path) -> list[Find
     elif isinstance(data, list):
         for i, item in enumerate(data):
             found += _control_character_findings(src, item, (*path, i))
-    elif isinstance(data, str) and not data.isprintable() and path[-1:] != ("password",):
+    elif (isinstance(data, str) and not data.isprintable() and path[-1:] != ("password",)
+          and not (path in MULTILINE_KEY_BLOCKS and is_inline_key(data))):
         found.append(src.finding(path, f"{_show(data)} contains a line break or control character: "
                                        "every profile value is a single line"))
     return found
