@@ -104,8 +104,10 @@ def init(directory: Path, name: str | None, endpoint: str | None, version: str |
         directory.mkdir(parents=True, exist_ok=True)
         write_new_secret(secret)
         profile.write_text(text, "utf-8")
-    except (OSError, SecretError) as exc:
+    except SecretError as exc:
         _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot write the starter profile into {directory}: {exc.strerror or exc}")
     for warning in loaded.warnings:
         _warn(warning)
     click.echo(f"wrote {profile} (Kubernetes {starter.version}, {len(starter.nodes)} nodes) and {secret} "

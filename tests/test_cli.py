@@ -327,6 +327,7 @@ def _odd_inputs(tmp: Path) -> list[tuple[str, list[str], int, str]]:
         ("build-invalid-profile", ["build", str(tmp / "bad.yaml"), "-o", str(tmp / "o3"), "--secret", str(secret)],
          2, "YAML syntax error"),
         ("validate-missing-profile", ["validate", str(tmp / "nope.yaml")], 2, "cannot read the profile"),
+        ("init-below-a-file", ["init", str(tmp / "a-file" / "lab")], 1, "cannot write the starter profile"),
     ]
 
 
