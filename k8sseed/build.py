@@ -28,10 +28,6 @@ from k8sseed.writers.manifest import (
 from k8sseed.writers.output_dir import atomic_output_dir, check_replaceable, resolve_out, unexpected_entries
 from k8sseed.writers.seed_files import write_router_files, write_seed
 
-# NoCloud reads the ISO and the seed directory whole; some other seed transports (HTTP datasources,
-# cloud user-data fields) stop at 64 KiB.
-USER_DATA_LIMIT = 65536
-
 
 @dataclass(frozen=True)
 class NodeRow:
@@ -80,17 +76,6 @@ def source_date_epoch(plan: ClusterPlan) -> int:
     return calendar.timegm(time.strptime(plan.profile.cluster.pki_not_before, "%Y-%m-%d"))
 
 
-def _size_warning(plan: ClusterPlan, sizes: dict[str, int]) -> ProfileWarning | None:
-    over = [name for name, size in sizes.items() if size > USER_DATA_LIMIT]
-    if not over or "user-data-over-64k" in plan.profile.acknowledged:
-        return None
-    largest = max(over, key=sizes.__getitem__)
-    return ProfileWarning("user-data-over-64k",
-                          f"{len(over)} seed(s) have user-data over 64 KiB (largest: {largest}, {sizes[largest]} "
-                          "bytes): HTTP and cloud user-data seed paths may cut such files; the ISOs and seed "
-                          "directories are fine")
-
-
 def _losses(target: Path, previous: dict | None, plan: ClusterPlan) -> list[str]:
     """What replacing OUT would delete that is not this cluster's earlier output."""
     if previous is None:
@@ -126,7 +111,6 @@ def build(profile_path: Path, secret_path: Path, out: Path, force: bool = False)
                           + "\nmove that away or choose another -o directory; --force replaces it")
     routers = router_configs(plan)
     notes: list[ProfileWarning | str] = [*warnings, *(f"--force: replaced {loss}" for loss in losses)]
-    user_data_sizes: dict[str, int] = {}
     written = 0
     with atomic_output_dir(target) as tmp:
         isos: dict[str, tuple[str, str]] = {}
@@ -135,7 +119,6 @@ def build(profile_path: Path, secret_path: Path, out: Path, force: bool = False)
         # One seed at a time: memory stays flat however many nodes the profile has.
         for node in plan.nodes:
             seed = build_seed(plan, node)
-            user_data_sizes[seed.name] = len(seed.user_data)
             iso_name, iso_sha, size = write_seed(seed, tmp, epoch)
             isos[seed.name] = (iso_name, iso_sha)
             seed_sha[seed.name] = {name: hashlib.sha256(data).hexdigest() for name, data in seed.files()}
@@ -149,9 +132,6 @@ def build(profile_path: Path, secret_path: Path, out: Path, force: bool = False)
         os.chmod(tmp / "manifest.json", 0o600)
         os.utime(tmp / "manifest.json", (epoch, epoch))
         written += len(data)
-    size_note = _size_warning(plan, user_data_sizes)
-    if size_note:
-        notes.append(size_note)
     changes = node_changes(previous, summary)
     rows = tuple(NodeRow(n["name"], n["role"], n["ip"], n["mac"], n["bootstrapOrder"], changes[n["name"]])
                  for n in summary["nodes"])

@@ -30,7 +30,6 @@ WARNING_IDS: dict[str, str] = {
     "ipvs-deprecated": "kube-proxy ipvs mode on Kubernetes 1.35 or newer (deprecated by KEP-5495)",
     "kubernetes-patch-unknown": "a Kubernetes patch release newer than the newest one k8sseed knows of",
     "no-login-user": "no os.users entry with an SSH key or a password: nobody can log in to the nodes",
-    "user-data-over-64k": "a seed's user-data is over 64 KiB, more than some seed transports carry",
 }
 
 
