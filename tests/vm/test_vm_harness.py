@@ -6,7 +6,9 @@ import json
 import pytest
 import qemu
 
-pytestmark = pytest.mark.vm
+# The product's VM tests use every feature shown here (kill, resume, reboot) with the real bootstrap, so CI's
+# time goes to them: this self-test runs with `make e2e-harness` when the harness itself changes.
+pytestmark = [pytest.mark.vm, pytest.mark.vm_selftest]
 
 MAC = "52:54:00:5e:ed:02"
 
