@@ -48,15 +48,17 @@ import qemu
 import yaml
 from mirrored_seeds import build_behind_mirror
 
-pytestmark = pytest.mark.vm
+# ~40 min on 2 cores under TCG (5 guest bootstraps), more than CI's 90-minute run can hold beside the rest:
+# `make e2e-cluster` runs it.
+pytestmark = [pytest.mark.vm, pytest.mark.vm_cluster]
 
 ROUTER_IP = "10.20.0.1"
 MIRROR_IP = "10.20.0.2"
 BOOT_NODES = ("cp-1", "cp-2", "cp-3")
 LATE = "cp-3"               # starts when cp-1's bootstrap begins: at most two guests boot at a time
 WORKER = "worker-1"         # boots in the second wave, beside cp-1 again
-BOOT_TIMEOUT = 1500         # s, the parallel boot of the three control planes (TCG, 2 cores: ~3x slower each)
-SPLIT_BRAIN_TIMEOUT = 900   # s, cp-1 again and worker-1 with cp-2/cp-3 running
+BOOT_TIMEOUT = 2400         # s, cp-1..3 booted and joined (TCG, 2 cores: 25-30 min seen)
+SPLIT_BRAIN_TIMEOUT = 1200  # s, cp-1 again and worker-1 with cp-2/cp-3 running
 JOIN_GOAL = 10.0            # s, endpoint answering -> join (the issue's goal, printed)
 JOIN_LIMIT = 30.0           # s, asserted (TCG with 4 guests on 2 cores is noisy)
 SMP = 1                     # vCPUs per VM: 3 guests share the 2 host cores anyway
