@@ -1,11 +1,11 @@
 """A whole cluster coordinating itself, with no controller.
 
-The 3 control planes of profiles/reference.yaml boot at once, each from its own seed ISO with its profile MAC,
-on one isolated L2 segment: a bridge inside a network namespace this test creates, each VM's NIC a tap on it
-(QEMU runs inside the namespace). The namespace is also the top-of-rack router tor-a: the bridge carries
-10.20.0.1/24, BIRD runs the GENERATED OUT/router/tor-a.bird.conf (only a control socket and pid file added on
-the command line) and installs the ECMP route to the API VIP into the namespace's table, ip_forward is on, so
-joiners reach the VIP 10.20.100.10 through the router as on real hardware.
+The 3 control planes of profiles/reference.yaml boot (cp-3 a little later, see below), each from its own seed
+ISO with its profile MAC, on one isolated L2 segment: a bridge inside a network namespace this test creates,
+each VM's NIC a tap on it (QEMU runs inside the namespace). The namespace is also the top-of-rack router
+tor-a: the bridge carries 10.20.0.1/24, BIRD runs the GENERATED OUT/router/tor-a.bird.conf (only a control
+socket and pid file added on the command line) and installs the ECMP route to the API VIP into the namespace's
+table, ip_forward is on, so joiners reach the VIP 10.20.100.10 through the router as on real hardware.
 The addons mirror is served on the bridge at 10.20.0.2:8080.
 
 Nothing tells a node what the others do: the init node's kubeadm stand-in starts an HTTPS responder with a
@@ -297,6 +297,19 @@ def _join_files(res: qemu.VMResult) -> list[tuple[str, str, dict]]:
     return calls
 
 
+def _assert_joined_once(key: str, res: qemu.VMResult, log: str, control_plane: bool) -> str:
+    """One `kubeadm join --config`, with controlPlane exactly for a control plane, and the CA pin checked (PIN-OK);
+    returns the stand-in log."""
+    joins = _join_files(res)
+    assert len(joins) == 1, (key, joins, log[-3000:])
+    _, argv, doc = joins[0]
+    assert argv == "join --config /etc/k8sseed/kubeadm-join.yaml", (key, argv)
+    assert ("controlPlane" in doc) == control_plane, (key, doc)
+    standin = res.text("k8sseed-standin.log", "") or ""
+    assert "PIN-OK" in standin and "PIN-MISMATCH" not in standin, (key, standin[-3000:])
+    return standin
+
+
 def test_a_whole_cluster_coordinates_itself_with_no_controller(cluster):
     work, out, nodes, vip = cluster["work"], cluster["out"], cluster["nodes"], cluster["vip"]
     image = cluster["image"]
@@ -376,13 +389,7 @@ def test_a_whole_cluster_coordinates_itself_with_no_controller(cluster):
         assert _standin_events(results["cp-1"], "apiserver listening"), results["cp-1"].text("k8sseed-standin.log")
         for key in BOOT_NODES[1:]:
             res, log = results[key], logs[key]
-            joins = _join_files(res)
-            assert len(joins) == 1, (key, joins, log[-3000:])
-            _, argv, doc = joins[0]
-            assert argv == "join --config /etc/k8sseed/kubeadm-join.yaml"
-            assert ("controlPlane" in doc) == (nodes[key]["role"] == "control-plane"), (key, doc)
-            standin = res.text("k8sseed-standin.log", "") or ""
-            assert "PIN-OK" in standin and "PIN-MISMATCH" not in standin, (key, standin[-3000:])
+            standin = _assert_joined_once(key, res, log, control_plane=nodes[key]["role"] == "control-plane")
             w, j = log.find("waiting for the API endpoint"), log.find("+ kubeadm join")
             assert 0 <= w < j, (key, "did not wait for the endpoint before joining", log[-3000:])
             if nodes[key]["role"] == "control-plane":
@@ -512,12 +519,8 @@ def test_a_whole_cluster_coordinates_itself_with_no_controller(cluster):
         status = wres.cloud_init_status()
         assert status.get("status") == "done" and not status.get("errors"), status
         assert "PRIVATE KEY" not in (wres.text("user-data.txt") or ""), "a worker seed carries a private key"
-        wjoins = _join_files(wres)
-        assert len(wjoins) == 1 and wjoins[0][1] == "join --config /etc/k8sseed/kubeadm-join.yaml", wjoins
-        assert "controlPlane" not in wjoins[0][2], wjoins[0][2]
+        _assert_joined_once(WORKER, wres, wlog, control_plane=False)
         assert not [c for c in wres.standin_calls("kubeadm") if c["argv"][:1] == ["init"]], wlog[-3000:]
-        wstandin = wres.text("k8sseed-standin.log", "") or ""
-        assert "PIN-OK" in wstandin and "PIN-MISMATCH" not in wstandin, wstandin[-3000:]
         w = monitor.seen[WORKER]
         say(f"== {WORKER} (booted with cp-1 again): waiting from {w.get('wait', float('nan')) - t1:.1f}s, join at "
             f"{w.get('join', float('nan')) - t1:.1f}s, results at {w.get('collected', float('nan')) - t1:.1f}s")
