@@ -21,7 +21,7 @@ from k8sseed.components.os_prep import os_prep_fragment
 from k8sseed.components.runtime import runtime_fragment
 from k8sseed.components.system import system_fragment
 from k8sseed.plan import ClusterPlan, NodePlan
-from k8sseed.yamltext import dump
+from k8sseed.yamltext import dump, dump_mapping, dump_memoised
 
 COMPONENTS: tuple[Component, ...] = (
     system_fragment,
@@ -107,8 +107,8 @@ def user_data_text(plan: ClusterPlan, node: NodePlan) -> str:
     """`#cloud-config` + the YAML of user_data_dict, byte for byte (a test holds it to that), with the
     write_files entries dumped through a cache."""
     parts = _collect(plan, node)
-    return ("#cloud-config\n" + dump(parts.head) + "write_files:\n"
-            + "".join(_file_entry_yaml(f) for f in parts.files) + dump({"runcmd": parts.runcmd}))
+    return ("#cloud-config\n" + dump_mapping(parts.head) + "write_files:\n"
+            + "".join(_file_entry_yaml(f) for f in parts.files) + dump_memoised({"runcmd": parts.runcmd}))
 
 
 def build_seed(plan: ClusterPlan, node: NodePlan) -> NodeSeed:

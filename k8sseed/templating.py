@@ -28,6 +28,7 @@ def config_word(value: object) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=1024)
 def bird_string(value: object) -> str:
     """A BIRD/FRR config string literal: BIRD's lexer has no escapes, so refuse what it cannot hold."""
     text = str(value)
@@ -69,11 +70,32 @@ def environment() -> jinja2.Environment:
 @functools.cache
 def render_static(name: str) -> str:
     """A template with no per-node values, rendered once per process."""
-    return environment().get_template(name).render()
+    return _template(name).render()
+
+
+@functools.cache
+def _template(name: str) -> jinja2.Template:
+    """Jinja's own template cache costs a lock and an LRU update per look-up: per node, per template."""
+    return environment().get_template(name)
+
+
+def _plain(value: object) -> bool:
+    return type(value) in (str, int, bool) or value is None or (
+        type(value) is tuple and all(type(item) is str for item in value))
+
+
+@functools.lru_cache(maxsize=256)
+def _render_plain(template: str, items: tuple[tuple[str, type, object], ...]) -> str:
+    return _template(template).render(**{key: value for key, _, value in items})
 
 
 def render(template: str, **values: object) -> str:
-    return environment().get_template(template).render(**values)
+    """Templates are pure functions of their values: renders whose values are all plain (strings, numbers,
+    tuples of strings) are memoised, so a unit file that is the same on every node is rendered once."""
+    if all(_plain(value) for value in values.values()):
+        # the type is part of the key: True == 1 for a dict, not for a template
+        return _render_plain(template, tuple((key, type(value), value) for key, value in sorted(values.items())))
+    return _template(template).render(**values)
 
 
 def shell_assignments(env: tuple[tuple[str, str | tuple[str, ...]], ...]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import marshal
 from typing import Any
 
 import yaml
@@ -39,6 +40,22 @@ class _Dumper(_Base):  # type: ignore[misc, valid-type]
             return yaml.ScalarNode("tag:yaml.org,2002:int", str(data))
         return super().represent_data(data)
 
+    def resolve(self, kind: type, value: Any, implicit: Any) -> str:
+        """The emitter asks, twice per scalar, which tag the plain text would read back as: a pure function of
+        the text, answered from a bounded memo (keys, paths, owners and modes repeat on every node)."""
+        if kind is not yaml.ScalarNode or len(value) > 256:
+            return super().resolve(kind, value, implicit)
+        key = (value, implicit)
+        tag = _RESOLVED.get(key)
+        if tag is None:
+            if len(_RESOLVED) >= 8192:
+                _RESOLVED.clear()
+            tag = _RESOLVED[key] = super().resolve(kind, value, implicit)
+        return tag
+
+
+_RESOLVED: dict[tuple[str, Any], str] = {}
+
 
 _Dumper.add_representer(str, _str)
 
@@ -52,3 +69,38 @@ def dump(data: Any) -> str:
 
 def dump_all(documents: list[Any]) -> str:
     return yaml.dump_all(documents, explicit_start=True, **_OPTIONS)
+
+
+_DUMPED: dict[bytes, str] = {}
+
+
+def dump_memoised(data: Any) -> str:
+    """dump(data), remembered for values that repeat from node to node (users, NTP, runcmd of a role).
+
+    The key is the value's marshal encoding: it keeps types apart (True and 1, 'a' and a tuple, int and str
+    keys) and the order of mappings, which the YAML follows. Values marshal cannot encode are dumped as usual.
+    """
+    try:
+        key = marshal.dumps(data)
+    except ValueError:
+        return dump(data)
+    text = _DUMPED.get(key)
+    if text is None:
+        if len(_DUMPED) >= 1024:
+            _DUMPED.clear()
+        text = _DUMPED[key] = dump(data)
+    return text
+
+
+def dump_mapping(data: dict[str, Any]) -> str:
+    """dump(data) for a block mapping, one top-level key at a time: the keys whose value is the same on every
+    node are dumped once per build. Byte for byte dump(data): top-level entries of a block mapping are
+    independent text."""
+    return "".join(dump_memoised({key: value}) for key, value in data.items())
+
+
+def dump_documents(documents: list[Any]) -> str:
+    """dump_all(documents), byte for byte, with each non-empty mapping dumped through dump_mapping."""
+    if not all(type(doc) is dict and doc for doc in documents):
+        return dump_all(documents)
+    return "".join("---\n" + dump_mapping(doc) for doc in documents)

@@ -79,6 +79,23 @@ def test_a_full_or_read_only_disk_gives_a_clean_error(tmp_path, mount_options, e
     assert "Traceback" not in result.stderr
 
 
+def test_a_disk_that_fills_up_halfway_through_many_seeds_gives_a_clean_error_and_no_debris(tmp_path):
+    """Seeds are written by a second thread, behind the generation: its error must still end the build cleanly."""
+    secret = make_secret(tmp_path)
+    big = tmp_path / "big.yaml"
+    lines = (PROFILES / "single-node.yaml").read_text().rstrip("\n").split("\n")
+    big.write_text("\n".join(lines + [f'  - {{name: w{i}, role: worker, ip: 192.168.50.{100 + i}/24, '
+                                       f'mac: "52:54:00:aa:01:{i:02x}"}}' for i in range(60)]) + "\n")
+    script = (f'{K8SSEED} build "$0" -o "$1/out" --secret "$2"; rc=$?; '
+              'ls -A "$1"; exit $rc')
+    result = _in_private_mount(tmp_path, "size=2m", ["sh", "-c", script, str(big), str(tmp_path / "mnt"),
+                                                    str(secret)])
+    assert result.returncode == 1, result.stderr
+    assert "No space left on device" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout.strip() == "", f"left behind: {result.stdout}"
+
+
 # -o pointing at a symbolic link, or at a directory holding something else than this cluster's seeds
 
 

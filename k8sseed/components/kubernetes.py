@@ -5,7 +5,7 @@ from __future__ import annotations
 from k8sseed.components import NodeFile, NodeFragment
 from k8sseed.components.kubeadm_config import init_documents, join_configuration
 from k8sseed.plan import ClusterPlan, Duty, NodePlan
-from k8sseed.yamltext import dump_all
+from k8sseed.yamltext import dump_all, dump_documents
 
 # The seed keeps the shared PKI here; the bootstrap copies it into /etc/kubernetes/pki before every init or
 # control-plane join, because `kubeadm reset` (run before retrying a cut-off init or join) empties that directory.
@@ -37,7 +37,7 @@ def kubernetes_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
         files.append(NodeFile("/etc/k8sseed/kubeadm-init.yaml", dump_all(init_documents(plan, node)), "0600"))
     # Every control-plane node, the init node included (split-brain guard), can join as control plane.
     join = join_configuration(plan, node, node.node.is_control_plane)
-    files.append(NodeFile("/etc/k8sseed/kubeadm-join.yaml", dump_all([join]), "0600"))
+    files.append(NodeFile("/etc/k8sseed/kubeadm-join.yaml", dump_documents([join]), "0600"))
     return NodeFragment(
         files=tuple(files),
         env=(

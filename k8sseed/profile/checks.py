@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 import re
 import string
@@ -46,22 +47,38 @@ def _get(data: Any, *keys: str | int) -> Any:
 
 
 def _iface(text: Any) -> ipaddress.IPv4Interface | None:
-    try:
-        return ipaddress.IPv4Interface(text) if isinstance(text, str) and "/" in text else None
-    except ValueError:
-        return None
+    return _parse_iface(text) if isinstance(text, str) and "/" in text else None
 
 
 def _net(text: Any) -> ipaddress.IPv4Network | None:
+    return _parse_net(text) if isinstance(text, str) else None
+
+
+def _addr(text: Any) -> ipaddress.IPv4Address | None:
+    return _parse_addr(text) if isinstance(text, str) else None
+
+
+# Each node's address is read by several checks: parse each text once (the parsed values are immutable).
+@functools.lru_cache(maxsize=8192)
+def _parse_iface(text: str) -> ipaddress.IPv4Interface | None:
     try:
-        return ipaddress.IPv4Network(text, strict=False) if isinstance(text, str) else None
+        return ipaddress.IPv4Interface(text)
     except ValueError:
         return None
 
 
-def _addr(text: Any) -> ipaddress.IPv4Address | None:
+@functools.lru_cache(maxsize=8192)
+def _parse_net(text: str) -> ipaddress.IPv4Network | None:
     try:
-        return ipaddress.IPv4Address(text) if isinstance(text, str) else None
+        return ipaddress.IPv4Network(text, strict=False)
+    except ValueError:
+        return None
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_addr(text: str) -> ipaddress.IPv4Address | None:
+    try:
+        return ipaddress.IPv4Address(text)
     except ValueError:
         return None
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import hashlib
 import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from k8sseed.seed import NodeSeed
@@ -32,15 +37,70 @@ def write_router_files(files: dict[str, str], out: Path, epoch: int) -> int:
     return written
 
 
-def write_seed(seed: NodeSeed, out: Path, epoch: int) -> tuple[str, str, int]:
-    """Returns (iso file name, iso sha256, bytes written)."""
-    folder = out / seed.name
-    folder.mkdir(mode=0o700)
-    written = 0
-    for name, data in seed.files():
-        _write(folder / name, data, epoch)
-        written += len(data)
+@dataclass(frozen=True)
+class PackedSeed:
+    """A node's seed with its ISO image and digests: everything to write, nothing written yet."""
+
+    seed: NodeSeed
+    iso: bytes
+    iso_sha256: str
+    file_sha256: dict[str, str]
+
+    @property
+    def iso_name(self) -> str:
+        return f"{self.seed.name}.iso"
+
+    @property
+    def size(self) -> int:
+        return sum(len(data) for _, data in self.seed.files()) + len(self.iso)
+
+
+def pack_seed(seed: NodeSeed, epoch: int) -> PackedSeed:
     iso = iso_bytes(seed.files(), epoch)
-    _write(out / f"{seed.name}.iso", iso, epoch)
+    return PackedSeed(seed, iso, hashlib.sha256(iso).hexdigest(),
+                      {name: hashlib.sha256(data).hexdigest() for name, data in seed.files()})
+
+
+def write_packed_seed(packed: PackedSeed, out: Path, epoch: int) -> None:
+    folder = out / packed.seed.name
+    folder.mkdir(mode=0o700)
+    for name, data in packed.seed.files():
+        _write(folder / name, data, epoch)
+    _write(out / packed.iso_name, packed.iso, epoch)
     os.utime(folder, (epoch, epoch))
-    return f"{seed.name}.iso", hashlib.sha256(iso).hexdigest(), written + len(iso)
+
+
+class BackgroundWrites:
+    """Runs writes in one other thread, at most `depth` behind: the kernel's time creating files overlaps the
+    next seeds' generation, and memory holds `depth` seeds at most, however many nodes there are."""
+
+    def __init__(self, executor: ThreadPoolExecutor, depth: int):
+        self._executor = executor
+        self._pending: collections.deque[Future[None]] = collections.deque()
+        self._depth = depth
+
+    def submit(self, write: Callable[..., None], *args: object) -> None:
+        while len(self._pending) >= self._depth:
+            self._pending.popleft().result()  # re-raises the write's error here, in the building thread
+        self._pending.append(self._executor.submit(write, *args))
+
+    def cancel(self) -> None:
+        for future in self._pending:
+            future.cancel()
+
+    def drain(self) -> None:
+        while self._pending:
+            self._pending.popleft().result()
+
+
+@contextlib.contextmanager
+def background_writes(depth: int = 8) -> Iterator[BackgroundWrites]:
+    """Every write submitted has finished (or raised) when the block ends, also when the block fails."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="k8sseed-write") as executor:
+        writes = BackgroundWrites(executor, depth)
+        try:
+            yield writes
+        except BaseException:
+            writes.cancel()  # the one running finishes; the output directory is discarded by the caller
+            raise
+        writes.drain()
