@@ -44,14 +44,18 @@ bench: install
 
 # CI runs `e2e` (~35 min on 2 cores under TCG). `e2e-cluster` boots the whole reference cluster (~40 min),
 # `e2e-harness` is the harness's own self-test: both too long to sit beside the rest in CI's 90 minutes.
+# Each VM target has its own --basetemp: pytest prunes all but its 3 newest temp dirs under /tmp/pytest-of-$USER,
+# so another pytest run on the machine would otherwise delete a running VM test's overlays and console logs.
+E2E_TMP ?= /tmp/k8sseed-e2e
+
 e2e: install
-	$(BIN)/pytest -q -m "vm and not vm_selftest and not vm_cluster"
+	$(BIN)/pytest -q -m "vm and not vm_selftest and not vm_cluster" --basetemp=$(E2E_TMP)/e2e
 
 e2e-cluster: install
-	$(BIN)/pytest -q -s -m vm_cluster
+	$(BIN)/pytest -q -s -m vm_cluster --basetemp=$(E2E_TMP)/cluster
 
 e2e-harness: install
-	$(BIN)/pytest -q -m vm_selftest
+	$(BIN)/pytest -q -m vm_selftest --basetemp=$(E2E_TMP)/harness
 
 clean:
 	rm -rf $(VENV) $(OUT) build *.egg-info .pytest_cache .ruff_cache

@@ -80,7 +80,7 @@ def test_a_full_or_read_only_disk_gives_a_clean_error(tmp_path, mount_options, e
 
 
 def test_a_disk_that_fills_up_halfway_through_many_seeds_gives_a_clean_error_and_no_debris(tmp_path):
-    """Seeds are written by a second thread, behind the generation: its error must still end the build cleanly."""
+    """The disk fills up after some seeds are written: one clean error, and nothing left of the build."""
     secret = make_secret(tmp_path)
     big = tmp_path / "big.yaml"
     lines = (PROFILES / "single-node.yaml").read_text().rstrip("\n").split("\n")

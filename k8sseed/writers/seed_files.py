@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import hashlib
 import os
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,39 +64,3 @@ def write_packed_seed(packed: PackedSeed, out: Path, epoch: int) -> None:
         _write(folder / name, data, epoch)
     _write(out / packed.iso_name, packed.iso, epoch)
     os.utime(folder, (epoch, epoch))
-
-
-class BackgroundWrites:
-    """Runs writes in one other thread, at most `depth` behind: the kernel's time creating files overlaps the
-    next seeds' generation, and memory holds `depth` seeds at most, however many nodes there are."""
-
-    def __init__(self, executor: ThreadPoolExecutor, depth: int):
-        self._executor = executor
-        self._pending: collections.deque[Future[None]] = collections.deque()
-        self._depth = depth
-
-    def submit(self, write: Callable[..., None], *args: object) -> None:
-        while len(self._pending) >= self._depth:
-            self._pending.popleft().result()  # re-raises the write's error here, in the building thread
-        self._pending.append(self._executor.submit(write, *args))
-
-    def cancel(self) -> None:
-        for future in self._pending:
-            future.cancel()
-
-    def drain(self) -> None:
-        while self._pending:
-            self._pending.popleft().result()
-
-
-@contextlib.contextmanager
-def background_writes(depth: int = 8) -> Iterator[BackgroundWrites]:
-    """Every write submitted has finished (or raised) when the block ends, also when the block fails."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="k8sseed-write") as executor:
-        writes = BackgroundWrites(executor, depth)
-        try:
-            yield writes
-        except BaseException:
-            writes.cancel()  # the one running finishes; the output directory is discarded by the caller
-            raise
-        writes.drain()
