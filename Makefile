@@ -49,12 +49,15 @@ bench: install
 E2E_TMP ?= /tmp/k8sseed-e2e
 
 e2e: install
+	mkdir -p $(E2E_TMP)
 	$(BIN)/pytest -q -m "vm and not vm_selftest and not vm_cluster" --basetemp=$(E2E_TMP)/e2e
 
 e2e-cluster: install
+	mkdir -p $(E2E_TMP)
 	$(BIN)/pytest -q -s -m vm_cluster --basetemp=$(E2E_TMP)/cluster
 
 e2e-harness: install
+	mkdir -p $(E2E_TMP)
 	$(BIN)/pytest -q -m vm_selftest --basetemp=$(E2E_TMP)/harness
 
 clean:
