@@ -142,12 +142,14 @@ def validate(profile: Path) -> None:
               help="Cluster secret file (default: PROFILE with .secret).")
 @click.option("--force", is_flag=True,
               help="Replace OUT even if it holds another cluster's seeds or files k8sseed did not write.")
-def build(profile: Path, out: Path, secret: Path | None, force: bool) -> None:
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Processes building seeds (default: one per CPU for large profiles). The output is the same.")
+def build(profile: Path, out: Path, secret: Path | None, force: bool, jobs: int | None) -> None:
     """Build one NoCloud seed ISO and seed directory per node into OUT."""
     from k8sseed.build import build as run_build
 
     try:
-        result = run_build(profile, _secret_path(profile, secret), out, force=force)
+        result = run_build(profile, _secret_path(profile, secret), out, force=force, jobs=jobs)
     except ProfileError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_PROFILE)
@@ -303,13 +305,18 @@ def inspect(iso: Path, as_json: bool) -> None:
 
 
 def main() -> None:
+    # click's standalone mode would turn Ctrl-C into "Aborted!" and exit 1: errors are handled here instead.
     try:
-        cli.main(standalone_mode=True)
-    except KeyboardInterrupt:
+        code = cli.main(standalone_mode=False)
+    except (KeyboardInterrupt, click.exceptions.Abort):
         click.echo("interrupted; the previous output directory is untouched", err=True)
         sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
     except SystemExit:
         raise
     except Exception as exc:  # last resort: a bug, never a traceback in the user's face
         click.echo(f"internal error: {type(exc).__name__}: {exc} (please report this with the profile)", err=True)
         sys.exit(70)
+    sys.exit(code if isinstance(code, int) else 0)
