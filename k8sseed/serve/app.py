@@ -83,6 +83,7 @@ class SeedServer:
         except OSError as exc:
             raise ServeError(f"{settings.state_dir}: cannot create the state directory: {exc.strerror}") from exc
         self.board = StatusBoard(settings.state_dir)
+        self.port = settings.port  # the bound port once listening (--listen ...:0 picks one)
         self.page = render_static("status-page.html.j2").encode("utf-8")
         self._save_pending = False
         self._index()
@@ -147,7 +148,7 @@ class SeedServer:
             return url if url.endswith("/") else url + "/"
         if self.settings.host not in ("", "0.0.0.0", "::"):
             host = f"[{self.settings.host}]" if ":" in self.settings.host else self.settings.host
-            return f"http://{host}:{self.settings.port}/"
+            return f"http://{host}:{self.port}/"
         return None
 
     # --- request handling ------------------------------------------------------------------------------
@@ -329,6 +330,7 @@ async def run(server: SeedServer, ready: Any = None) -> None:
     listener = await http.start(server.settings.host, server.settings.port, server.handle, server.protocol_error)
     sockets = listener.sockets or []
     port = sockets[0].getsockname()[1] if sockets else server.settings.port
+    server.port = port
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
