@@ -4,6 +4,7 @@ signed status reports good and forged."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets as pysecrets
@@ -157,8 +158,13 @@ def test_ipxe_scripts(lab: Lab, server: Server):
     script = body.decode().splitlines()
     assert status == 200 and script[0] == "#!ipxe"
     kernel = next(line for line in script if line.startswith("kernel "))
-    assert kernel.split() == ["kernel", "http://10.20.0.5:8080/boot/vmlinuz", "initrd=initrd", "console=ttyS0,115200",
-                              f"ds=nocloud-net;s={server.url}by-mac/{mac}/"]
+    words = kernel.split()
+    assert words[:5] == ["kernel", "http://10.20.0.5:8080/boot/vmlinuz", "initrd=initrd", "console=ttyS0,115200",
+                         f"ds=nocloud-net;s={server.url}by-mac/{mac}/"]
+    assert words[5].startswith("network-config=") and len(words) == 6
+    network_config = base64.b64decode(words[5].split("=", 1)[1])
+    assert network_config == (lab.out / "cp-3" / "network-config").read_bytes(), \
+        "cloud-init 22.4 fetches no network-config over HTTP: it rides on the command line"
     assert "initrd --name initrd http://10.20.0.5:8080/boot/initrd.img" in script
     assert script[-1] == "boot"
     assert server.get("/ipxe/by-mac/52:54:00:99:99:99.ipxe")[0] == 404

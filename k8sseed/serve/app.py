@@ -259,7 +259,13 @@ class SeedServer:
         if len(rest) == 2 and rest[0] == "by-mac" and rest[1].endswith(".ipxe"):
             node = self.lookup(generation, "by-mac", rest[1][:-5])
             seed = generation.nodes[node]
-            return Response(200, ipxe.node_script(base, node, seed.role, seed.mac or "", pxe).encode(), kind)
+            fd, size = generation.open_seed_file(node, "network-config")
+            try:
+                network_config = os.pread(fd, size, 0)
+            finally:
+                os.close(fd)
+            script = ipxe.node_script(base, node, seed.role, seed.mac or "", pxe, network_config)
+            return Response(200, script.encode(), kind)
         raise SeedRefused(404, "no such iPXE script")
 
     # --- hand out once -----------------------------------------------------------------------------------

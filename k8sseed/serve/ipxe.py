@@ -8,6 +8,7 @@ whitespace, '$' or leading '#' (the profile schema restricts kernel arguments an
 
 from __future__ import annotations
 
+import base64
 import re
 
 from k8sseed.profile.model import Pxe
@@ -34,14 +35,29 @@ def entry_script(base_url: str) -> str:
     )
 
 
-def node_script(base_url: str, node: str, role: str, mac: str, pxe: Pxe) -> str:
-    """Boots the profile's kernel and initrd with the NoCloud seed URL of this machine.
+# x86 kernels keep 2048 bytes of command line; leave room for the image's own arguments.
+MAX_NETWORK_CONFIG_ARG = 1400
+
+
+def seed_arguments(base_url: str, mac: str, network_config: bytes | None) -> list[str]:
+    """Kernel arguments that make cloud-init read this machine's seed from the server.
 
     `ds=nocloud-net`: cloud-init before 24.x (Debian 12 has 22.4) reads an HTTP seedfrom only under that name;
-    newer releases accept it as an alias of `ds=nocloud`."""
-    base = _word(base_url)
+    newer releases accept it as an alias of `ds=nocloud`. Those older releases also never fetch network-config
+    from the seed URL (only meta-data, user-data, vendor-data), so the node's static network goes on the
+    command line too, as cloud-init's `network-config=<base64>`."""
+    args = [_word(f"ds=nocloud-net;s={_word(base_url)}by-mac/{mac}/")]
+    if network_config:
+        encoded = "network-config=" + base64.b64encode(network_config).decode("ascii")
+        if len(encoded) <= MAX_NETWORK_CONFIG_ARG:
+            args.append(_word(encoded))
+    return args
+
+
+def node_script(base_url: str, node: str, role: str, mac: str, pxe: Pxe, network_config: bytes | None) -> str:
+    """Boots the profile's kernel and initrd with the NoCloud seed URL of this machine."""
     args = " ".join(_word(a) for a in pxe.kernel_args)
-    seed = _word(f"ds=nocloud-net;s={base}by-mac/{mac}/")
+    seed = " ".join(seed_arguments(base_url, mac, network_config))
     kernel_line = " ".join(x for x in (f"kernel {_word(pxe.kernel)} initrd=initrd", args, seed) if x)
     return (
         "#!ipxe\n"
