@@ -85,13 +85,16 @@ def test_paths_outside_the_seeds_are_refused(lab: Lab, server: Server):
     attempts = [b"/../manifest.json", b"/%2e%2e/%2e%2e/etc/passwd", b"/cp-1/..%2f..%2fetc%2fpasswd",
                 b"/cp-1/%2e%2e/cp-2/user-data", b"/by-mac/../cp-1/user-data", b"/manifest.json",
                 b"/router/tor-a.bird.conf", b"/cp-1.iso", b"/iso/../cp-1.iso", b"/cp-1//user-data",
-                b"/cp-1/user-data%00.txt", b"/iso/router.iso", b"//etc/passwd", b"/cp-1/%ff"]
+                b"/cp-1/user-data%00.txt", b"/iso/router.iso", b"//etc/passwd", b"/cp-1/%ff",
+                b"/cp-1/\x1b[2J%0a2026-01-01 INFO client=10.0.0.1 GET /fake 200"]
     for target in attempts:
         answer = server.raw(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         status = int(answer.split(b" ", 2)[1])
         assert status in (400, 403, 404), (target, answer[:200])
         assert b"PRIVATE KEY" not in answer and b"root:" not in answer and b"password" not in answer, target
-    assert server.log().count("refused") >= len(attempts)
+    log = server.log()
+    assert log.count("refused") >= len(attempts)
+    assert "\x1b" not in log and "\n2026-01-01 INFO client=10.0.0.1" not in log, "client text cannot forge log lines"
 
 
 def test_symbolic_links_are_never_followed(tmp_path: Path):

@@ -49,6 +49,12 @@ class ServeError(Exception):
     """The server cannot start (bad OUT, profile or state directory)."""
 
 
+def printable(text: str, limit: int = 300) -> str:
+    """Client-sent text as it goes into the log: one line, no terminal control characters."""
+    text = text[:limit]
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
 def state_dir_for(out: Path) -> Path:
     """Where the server keeps status and hand-out markers: beside OUT, never in it (a build replaces OUT)."""
     out = out.absolute()
@@ -164,8 +170,8 @@ class SeedServer:
             LOG.exception("internal error on %s %s", request.method, request.target)
             response, note = Response(500, b"internal error\n"), f"internal error: {type(exc).__name__}"
         level = logging.WARNING if response.status >= 400 else logging.INFO
-        LOG.log(level, "client=%s %s %s %d %dB%s", request.client, request.method, request.target[:300],
-                response.status, response.length, f" {note}" if note else "")
+        LOG.log(level, "client=%s %s %s %d %dB%s", request.client, printable(request.method, 20),
+                printable(request.target), response.status, response.length, f" {printable(note)}" if note else "")
         return response
 
     def route(self, request: Request) -> tuple[Response, str]:
@@ -329,7 +335,7 @@ class SeedServer:
         asyncio.get_running_loop().call_later(SAVE_DELAY, save)
 
     def protocol_error(self, client: str, line: str, status: int, reason: str) -> None:
-        LOG.warning("client=%s %s %d refused: %s", client, line, status, reason)
+        LOG.warning("client=%s %s %d refused: %s", client, printable(line), status, reason)
 
 
 async def run(server: SeedServer, ready: Any = None) -> None:

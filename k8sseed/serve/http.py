@@ -149,6 +149,8 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
                 return
             try:
                 request, length = parse_head(head, client)
+                if length and request.headers.get("expect", "").lower() == "100-continue":
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 if length:
                     request.body = await asyncio.wait_for(reader.readexactly(length), IDLE_SECONDS)
             except BadRequest as exc:

@@ -21,6 +21,7 @@ from typing import Any
 SEED_FILES = ("user-data", "meta-data", "network-config")
 MANIFEST = "manifest.json"
 _MAC = re.compile(r"[0-9a-f]{2}([:-][0-9a-f]{2}){5}")
+_NODE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
 
 
@@ -70,10 +71,11 @@ class Generation:
         self.nodes: dict[str, SeedNode] = {}
         self.by_mac: dict[str, str] = {}
         for entry in manifest.get("nodes", []):
-            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            # Names become paths relative to OUT: only what the profile schema allows (never '..' or '/').
+            if not isinstance(entry, dict) or not _NODE_NAME.fullmatch(str(entry.get("name"))):
                 continue
             mac = normalize_mac(entry["mac"]) if isinstance(entry.get("mac"), str) else None
-            iso = entry.get("iso") if isinstance(entry.get("iso"), str) else None
+            iso = entry.get("iso") if entry.get("iso") == f"{entry['name']}.iso" else None
             node = SeedNode(entry["name"], str(entry.get("role", "")), mac, iso)
             self.nodes[node.name] = node
             if mac:
