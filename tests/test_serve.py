@@ -402,3 +402,36 @@ def test_serve_refuses_what_is_not_a_build(tmp_path: Path):
     bad_listen = run_cli("serve", str(lab.out), "--profile", str(lab.profile), "--secret", str(lab.secret),
                          "--listen", "localhost")
     assert bad_listen.returncode == 2 and "ADDRESS:PORT" in bad_listen.stderr
+
+
+def _responses(raw: bytes) -> list[tuple[int, bytes]]:
+    """Split a stream of HTTP/1.1 responses (Content-Length framed)."""
+    out = []
+    while raw:
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:")))
+        out.append((status, rest[:length]))
+        raw = rest[length:]
+    return out
+
+
+def test_http_keep_alive_pipelining_and_limits(lab: Lab, server: Server):
+    iso = (lab.out / "cp-1.iso").read_bytes()
+    meta = (lab.out / "cp-1" / "meta-data").read_bytes()
+    pipelined = (b"GET /iso/cp-1.iso HTTP/1.1\r\nHost: x\r\n\r\n" * 20
+                 + b"GET /cp-1/meta-data HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    answers = _responses(server.raw(pipelined))
+    assert [s for s, _ in answers] == [200] * 21
+    assert all(body == iso for _, body in answers[:20]) and answers[20][1] == meta
+    too_big = server.raw(b"GET / HTTP/1.1\r\n" + b"X-Pad: " + b"a" * 20000 + b"\r\n\r\n")
+    assert too_big.startswith(b"HTTP/1.1 431 ")
+    chunked = server.raw(b"POST /status/cp-1 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert chunked.startswith(b"HTTP/1.1 501 ")
+    huge = server.raw(b"POST /status/cp-1 HTTP/1.1\r\nContent-Length: 10000000\r\n\r\n")
+    assert huge.startswith(b"HTTP/1.1 413 ")
+    assert server.raw(b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert server.raw(b"DELETE /cp-1/user-data HTTP/1.1\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 405 ")
+    log = server.log()
+    assert "client=127.0.0.1 GARBAGE 400 refused" in log and "431 refused: request head too large" in log

@@ -159,7 +159,7 @@ class SeedServer:
 
     # --- request handling ------------------------------------------------------------------------------
 
-    async def handle(self, request: Request) -> Response:
+    def handle(self, request: Request) -> Response:
         try:
             response, note = self.route(request)
         except SeedRefused as exc:

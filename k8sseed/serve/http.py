@@ -1,14 +1,17 @@
-"""A small HTTP/1.1 server on asyncio streams: keep-alive, bounded heads and bodies, files sent in chunks.
+"""A small HTTP/1.1 server on an asyncio Protocol: keep-alive, bounded heads and bodies, files sent in chunks
+under the transport's flow control.
 
-One event loop serves every connection (no thread per request), with a large listen backlog so that a rack
-powering on at once queues in the kernel instead of being refused.
+One event loop serves every connection (no thread per request, no coroutine per request either: a request is
+parsed and answered inside data_received), with a large listen backlog so that a rack powering on at once
+queues in the kernel instead of being refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
@@ -17,11 +20,10 @@ MAX_BODY = 64 * 1024
 IDLE_SECONDS = 30.0
 CHUNK = 256 * 1024
 BACKLOG = 4096
-REASONS = {200: "OK", 204: "No Content", 206: "Partial Content", 302: "Found", 304: "Not Modified",
-           400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
-           410: "Gone", 411: "Length Required", 413: "Content Too Large", 416: "Range Not Satisfiable",
-           431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented",
-           503: "Service Unavailable"}
+REASONS = {200: "OK", 204: "No Content", 206: "Partial Content", 400: "Bad Request", 403: "Forbidden",
+           404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 410: "Gone", 413: "Content Too Large",
+           416: "Range Not Satisfiable", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
+           501: "Not Implemented", 503: "Service Unavailable"}
 
 
 @dataclass
@@ -36,7 +38,7 @@ class Request:
 
 @dataclass
 class FileBody:
-    """A byte range of an open file; the server closes fd once sent."""
+    """A byte range of an open file; the server closes fd once sent (or the connection is lost)."""
 
     fd: int
     offset: int
@@ -56,7 +58,8 @@ class Response:
         return self.file.length if self.file else len(self.body)
 
 
-Handler = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request], Response]
+ErrorLog = Callable[[str, str, int, str], None]
 
 
 class BadRequest(Exception):
@@ -72,11 +75,7 @@ def client_address(peer: object) -> str:
 
 def parse_head(head: bytes, client: str) -> tuple[Request, int]:
     """The request line and headers; returns the request (body empty) and the body length to read."""
-    try:
-        text = head.decode("latin-1")
-    except UnicodeDecodeError as exc:  # latin-1 decodes anything; kept for clarity
-        raise BadRequest(400, "undecodable request") from exc
-    lines = text.split("\r\n")
+    lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
         raise BadRequest(400, "malformed request line")
@@ -100,11 +99,14 @@ def parse_head(head: bytes, client: str) -> tuple[Request, int]:
     if not target.startswith("/"):
         raise BadRequest(400, "request target must be an absolute path")
     raw_path = target.split("?", 1)[0]
-    path = unquote(raw_path, errors="strict") if "%" in raw_path else raw_path
+    try:
+        path = unquote(raw_path, errors="strict") if "%" in raw_path else raw_path
+    except UnicodeDecodeError as exc:
+        raise BadRequest(400, "bad percent-encoding") from exc
     return Request(method, target, path, headers, b"", client), length
 
 
-def _head_bytes(response: Response, keep_alive: bool) -> bytes:
+def head_bytes(response: Response, keep_alive: bool) -> bytes:
     lines = [f"HTTP/1.1 {response.status} {REASONS.get(response.status, 'Status')}",
              f"Content-Length: {response.length}", f"Content-Type: {response.content_type}",
              "Cache-Control: no-store", "X-Content-Type-Options: nosniff",
@@ -113,72 +115,137 @@ def _head_bytes(response: Response, keep_alive: bool) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-async def _send(writer: asyncio.StreamWriter, response: Response, keep_alive: bool, head_only: bool) -> None:
-    head = _head_bytes(response, keep_alive)
-    if head_only:
-        writer.write(head)
-    elif response.file is None:
-        writer.write(head + response.body)
-    else:
-        writer.write(head)
-        offset, left = response.file.offset, response.file.length
-        while left > 0:
-            chunk = os.pread(response.file.fd, min(CHUNK, left), offset)
-            if not chunk:  # the file shrank under us: cut the connection rather than send short
-                raise ConnectionResetError("file shorter than announced")
-            writer.write(chunk)
-            offset += len(chunk)
-            left -= len(chunk)
-            await writer.drain()
-    await writer.drain()
+class HttpConnection(asyncio.Protocol):
+    def __init__(self, handler: Handler, on_error: ErrorLog) -> None:
+        self.handler = handler
+        self.on_error = on_error
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.client = "unknown"
+        self.sending: FileBody | None = None  # a file still being written
+        self.close_after_send = False
+        self.paused = False
+        self.continued = False  # 100 Continue sent for the request in the buffer
+        self.last_activity = time.monotonic()
+        self.idle_timer: asyncio.TimerHandle | None = None
 
+    # --- asyncio callbacks -------------------------------------------------------------------------------
 
-async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handler: Handler,
-                           on_error: Callable[[str, str, int, str], None]) -> None:
-    client = client_address(writer.get_extra_info("peername"))
-    try:
-        while True:
-            try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE_SECONDS)
-            except asyncio.LimitOverrunError:
-                response = Response(431, b"request head too large\n")
-                on_error(client, "-", 431, "request head too large")
-                await _send(writer, response, False, False)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.client = client_address(transport.get_extra_info("peername"))
+        self.idle_timer = asyncio.get_running_loop().call_later(IDLE_SECONDS, self._check_idle)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = time.monotonic()
+        self.buffer += data
+        self._process()
+
+    def pause_writing(self) -> None:
+        # The client reads slower than we answer: stop reading its requests too, so nothing piles up here.
+        self.paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.transport is not None:
+            self.transport.resume_reading()
+        if self._pump():
+            self._process()  # requests that arrived behind the file
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.sending is not None:
+            os.close(self.sending.fd)
+            self.sending = None
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+        self.transport = None
+
+    # --- requests ----------------------------------------------------------------------------------------
+
+    def _check_idle(self) -> None:
+        if self.transport is None:
+            return
+        quiet = time.monotonic() - self.last_activity
+        if quiet >= IDLE_SECONDS and self.sending is None:
+            self.transport.close()
+        else:
+            self.idle_timer = asyncio.get_running_loop().call_later(max(1.0, IDLE_SECONDS - quiet), self._check_idle)
+
+    def _process(self) -> None:
+        while self.transport is not None and self.sending is None and not self.close_after_send and not self.paused:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buffer) > MAX_HEAD:
+                    self._fail(431, "request head too large", bytes(self.buffer[:200]))
                 return
-            except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+            if end > MAX_HEAD:
+                self._fail(431, "request head too large", bytes(self.buffer[:200]))
                 return
+            head = bytes(self.buffer[:end])
             try:
-                request, length = parse_head(head, client)
-                if length and request.headers.get("expect", "").lower() == "100-continue":
-                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                if length:
-                    request.body = await asyncio.wait_for(reader.readexactly(length), IDLE_SECONDS)
+                request, length = parse_head(head, self.client)
             except BadRequest as exc:
-                on_error(client, head.split(b"\r\n", 1)[0].decode("latin-1")[:200], exc.status, str(exc))
-                await _send(writer, Response(exc.status, f"{exc}\n".encode()), False, False)
+                self._fail(exc.status, str(exc), head)
                 return
-            except UnicodeDecodeError:
-                on_error(client, head.split(b"\r\n", 1)[0].decode("latin-1")[:200], 400, "bad percent-encoding")
-                await _send(writer, Response(400, b"bad percent-encoding\n"), False, False)
+            if len(self.buffer) < end + 4 + length:
+                if length and not self.continued and request.headers.get("expect", "").lower() == "100-continue":
+                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    self.continued = True
                 return
-            response = await handler(request)
+            request.body = bytes(self.buffer[end + 4:end + 4 + length])
+            del self.buffer[:end + 4 + length]
+            self.continued = False
+            response = self.handler(request)
             keep_alive = request.headers.get("connection", "").lower() != "close"
-            try:
-                await _send(writer, response, keep_alive, request.method == "HEAD")
-            finally:
-                if response.file is not None:
-                    os.close(response.file.fd)
-            if not keep_alive:
-                return
-    except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError):
-        return
-    finally:
-        writer.close()
+            self._respond(response, keep_alive, request.method == "HEAD")
+
+    def _fail(self, status: int, reason: str, head: bytes) -> None:
+        self.on_error(self.client, head.split(b"\r\n", 1)[0].decode("latin-1"), status, reason)
+        self._respond(Response(status, f"{reason}\n".encode()), False, False)
+
+    def _respond(self, response: Response, keep_alive: bool, head_only: bool) -> None:
+        assert self.transport is not None
+        self.close_after_send = not keep_alive
+        head = head_bytes(response, keep_alive)
+        if response.file is None or head_only:
+            if response.file is not None:
+                os.close(response.file.fd)
+            self.transport.write(head if head_only else head + response.body)
+            self._finish()
+            return
+        self.transport.write(head)
+        self.sending = FileBody(response.file.fd, response.file.offset, response.file.length)
+        self._pump()
+
+    def _pump(self) -> bool:
+        """Write the file in chunks while the transport takes them (resume_writing calls back); True once sent."""
+        sending = self.sending
+        if sending is None or self.transport is None:
+            return False
+        while sending.length > 0 and not self.paused:
+            chunk = os.pread(sending.fd, min(CHUNK, sending.length), sending.offset)
+            if not chunk:  # the file shrank under us: cut the connection rather than send it short
+                self.transport.abort()
+                return False
+            self.transport.write(chunk)
+            sending.offset += len(chunk)
+            sending.length -= len(chunk)
+        if sending.length:
+            return False
+        os.close(sending.fd)
+        self.sending = None
+        self._finish()
+        return True
+
+    def _finish(self) -> None:
+        if self.close_after_send and self.transport is not None:
+            self.transport.close()
 
 
-async def start(host: str, port: int, handler: Handler,
-                on_error: Callable[[str, str, int, str], None]) -> asyncio.AbstractServer:
-    async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await serve_connection(reader, writer, handler, on_error)
-
-    return await asyncio.start_server(connected, host, port, backlog=BACKLOG, limit=MAX_HEAD, reuse_address=True)
+async def start(host: str, port: int, handler: Handler, on_error: ErrorLog) -> asyncio.AbstractServer:
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: HttpConnection(handler, on_error), host, port, backlog=BACKLOG,
+                                    reuse_address=True)
