@@ -399,6 +399,10 @@ def test_serve_refuses_what_is_not_a_build(tmp_path: Path):
                      "--listen", "127.0.0.1:0", "--state-dir", str(tmp_path / "state"))
     assert result.returncode == 1 and "not a k8sseed build output" in result.stderr
     assert "Traceback" not in result.stderr
+    other = run_cli("serve", str(lab.out), "--profile", str(lab.profile), "--secret",
+                    str(make_secret(tmp_path, "other.secret")), "--listen", "127.0.0.1:0",
+                    "--state-dir", str(tmp_path / "state"))
+    assert other.returncode == 1 and "built with another cluster secret" in other.stderr
     bad_listen = run_cli("serve", str(lab.out), "--profile", str(lab.profile), "--secret", str(lab.secret),
                          "--listen", "localhost")
     assert bad_listen.returncode == 2 and "ADDRESS:PORT" in bad_listen.stderr

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from k8sseed.errors import ProfileError
+from k8sseed.pki import derive_pki
 from k8sseed.profile import load_profile
 from k8sseed.profile.model import Role
 from k8sseed.secrets import ClusterSecret
@@ -94,6 +95,7 @@ class SeedServer:
         self._save_pending = False
         self._index()
         self._check_profile_matches()
+        self._check_secret_matches(fatal=True)
 
     # --- what the build and the profile say --------------------------------------------------------------
 
@@ -121,6 +123,18 @@ class SeedServer:
                         "profile as it is now, the seeds from the last build", self.settings.profile,
                         self.settings.out)
 
+    def _check_secret_matches(self, fatal: bool) -> None:
+        """The nodes sign with keys from the secret OUT was built with: with another secret, every report fails."""
+        built = self.generation.manifest.get("caCertHash")
+        c = self.profile.cluster
+        ours = derive_pki(self.secret, c.pki_not_before, c.ca_validity_days).ca_cert_hash
+        if built and built != ours:
+            message = (f"{self.settings.out} was built with another cluster secret (its CA is {built}, this "
+                       f"secret's is {ours}): the nodes' status reports could not be checked; pass --secret")
+            if fatal:
+                raise ServeError(message)
+            LOG.error("%s", message)
+
     def _follow_swaps(self) -> Generation:
         try:
             generation, changed = self.out.current()
@@ -136,6 +150,7 @@ class SeedServer:
             self._index()
             LOG.info("OUT was rebuilt: now serving %d nodes from the new build", len(generation.nodes))
             self._check_profile_matches()
+            self._check_secret_matches(fatal=False)
         return self.generation
 
     def client_allowed(self, client: str) -> bool:
