@@ -5,6 +5,7 @@ signed status reports good and forged."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import secrets as pysecrets
@@ -136,6 +137,11 @@ def test_iso_range_requests(lab: Lab, server: Server):
     assert (status, body) == (200, iso), "several ranges: the whole file (RFC 9110 lets a server ignore Range)"
     status, headers, body = server.request("HEAD", "/iso/cp-1.iso")
     assert (status, body, headers["content-length"]) == (200, b"", str(size))
+    etag = headers["etag"]
+    assert etag == f'"{hashlib.sha256(iso).hexdigest()}"'
+    assert server.get("/iso/cp-1.iso", headers={"Range": "bytes=0-9", "If-Range": etag})[0] == 206
+    status, _, body = server.get("/iso/cp-1.iso", headers={"Range": "bytes=0-9", "If-Range": '"0000"'})
+    assert (status, body) == (200, iso), "If-Range of another build: the whole ISO"
     assert server.get("/iso/nope.iso")[0] == 404
 
 

@@ -252,8 +252,14 @@ class SeedServer:
         self.check_hand_out(generation, node, request)
         fd, size = generation.open_iso(node)
         headers = [("Accept-Ranges", "bytes"), ("Content-Disposition", f'attachment; filename="{node}.iso"')]
+        etag = generation.nodes[node].iso_sha256
+        if etag:
+            headers.append(("ETag", f'"{etag}"'))
+        ranged = request.headers.get("range")
+        if ranged and "if-range" in request.headers and request.headers["if-range"] != f'"{etag}"':
+            ranged = None  # the client's copy is of another build: it gets the whole new ISO (RFC 9110 13.1.5)
         try:
-            wanted = byte_range(request.headers.get("range"), size)
+            wanted = byte_range(ranged, size)
         except Unsatisfiable:
             os.close(fd)
             return Response(416, headers=[*headers, ("Content-Range", f"bytes */{size}")]), \

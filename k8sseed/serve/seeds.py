@@ -43,6 +43,7 @@ class SeedNode:
     role: str
     mac: str | None
     iso: str | None  # file name of the ISO relative to OUT
+    iso_sha256: str | None = None
 
 
 def normalize_mac(text: str) -> str | None:
@@ -76,7 +77,9 @@ class Generation:
                 continue
             mac = normalize_mac(entry["mac"]) if isinstance(entry.get("mac"), str) else None
             iso = entry.get("iso") if entry.get("iso") == f"{entry['name']}.iso" else None
-            node = SeedNode(entry["name"], str(entry.get("role", "")), mac, iso)
+            digest = entry.get("sha256") if isinstance(entry.get("sha256"), str) else None
+            node = SeedNode(entry["name"], str(entry.get("role", "")), mac, iso,
+                            digest if digest and re.fullmatch(r"[0-9a-f]{64}", digest) else None)
             self.nodes[node.name] = node
             if mac:
                 self.by_mac[mac] = node.name
