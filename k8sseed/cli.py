@@ -344,9 +344,11 @@ def serve(out: Path, profile: Path, secret: Path | None, listen: str, url: str |
     """
     import asyncio
     import logging
+    import os
 
     from k8sseed.secrets import read_secret
     from k8sseed.serve.app import SeedServer, ServeError, Settings, run, state_dir_for
+    from k8sseed.serve.log_writer import LogWriter, WriterHandler
     from k8sseed.serve.pxe_config import PxeConfigError, server_base
 
     host, port = _listen_address(listen)
@@ -358,21 +360,19 @@ def serve(out: Path, profile: Path, secret: Path | None, listen: str, url: str |
         cluster_secret = read_secret(_secret_path(profile, secret))
     except SecretError as exc:
         _fail(str(exc))
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    fds = [sys.stderr.fileno()]
     if log_file is not None:
         try:
-            handlers.append(logging.FileHandler(log_file))
+            fds.append(os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600))
         except OSError as exc:
             _fail(f"{log_file}: cannot open the log: {exc.strerror}")
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    writer = LogWriter(fds)
     logger = logging.getLogger("k8sseed.serve")
     logger.setLevel(logging.INFO)
-    for handler in handlers:
-        handler.setFormatter(formatter)
-        logger.addHandler(handler)
+    logger.addHandler(WriterHandler(writer))
     settings = Settings(out, profile, host, port, state_dir or state_dir_for(out), base)
     try:
-        server = SeedServer(settings, cluster_secret)
+        server = SeedServer(settings, cluster_secret, writer)
     except ServeError as exc:
         _fail(str(exc))
     try:

@@ -21,6 +21,7 @@ from k8sseed.profile.model import Role
 from k8sseed.secrets import ClusterSecret
 from k8sseed.serve import http, ipxe
 from k8sseed.serve.http import FileBody, Request, Response
+from k8sseed.serve.log_writer import LogWriter
 from k8sseed.serve.ranges import Unsatisfiable, byte_range
 from k8sseed.serve.reports import SIGNATURE_HEADER, ReportRefused, verify
 from k8sseed.serve.seeds import SEED_FILES, Generation, NotAnOutput, OutDir, SeedRefused, normalize_mac
@@ -53,6 +54,8 @@ class ServeError(Exception):
 def printable(text: str, limit: int = 300) -> str:
     """Client-sent text as it goes into the log: one line, no terminal control characters."""
     text = text[:limit]
+    if text.isprintable():
+        return text
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
@@ -72,9 +75,11 @@ def rearm(state_dir: Path, node: str) -> bool:
 
 
 class SeedServer:
-    def __init__(self, settings: Settings, secret: ClusterSecret) -> None:
+    def __init__(self, settings: Settings, secret: ClusterSecret, writer: LogWriter | None = None) -> None:
         self.settings = settings
         self.secret = secret
+        self.writer = writer
+        self._allowed_cache: dict[str, bool] = {}
         self.out = OutDir(settings.out)
         try:
             self.generation, _ = self.out.current()
@@ -109,6 +114,7 @@ class SeedServer:
             self.allowed: tuple[Any, ...] = tuple(server.allowed_networks)
         else:
             self.allowed = (*sorted({n.ip.network for n in p.nodes}), *LOOPBACK)
+        self._allowed_cache = {}
         self.hand_out_once = bool(server and server.hand_out_once)
         self.keys = {name: self.secret.status_key(name) for name in nodes}
 
@@ -154,11 +160,18 @@ class SeedServer:
         return self.generation
 
     def client_allowed(self, client: str) -> bool:
+        known = self._allowed_cache.get(client)
+        if known is not None:
+            return known
         try:
             address = ipaddress.ip_address(client)
+            allowed = any(address.version == net.version and address in net for net in self.allowed)
         except ValueError:
-            return False
-        return any(address.version == net.version and address in net for net in self.allowed)
+            allowed = False
+        if len(self._allowed_cache) > 65536:
+            self._allowed_cache.clear()
+        self._allowed_cache[client] = allowed
+        return allowed
 
     @property
     def base_url(self) -> str | None:
@@ -184,9 +197,13 @@ class SeedServer:
         except Exception as exc:  # a bug: logged, answered, and the server keeps serving
             LOG.exception("internal error on %s %s", request.method, request.target)
             response, note = Response(500, b"internal error\n"), f"internal error: {type(exc).__name__}"
-        level = logging.WARNING if response.status >= 400 else logging.INFO
-        LOG.log(level, "client=%s %s %s %d %dB%s", request.client, printable(request.method, 20),
-                printable(request.target), response.status, response.length, f" {printable(note)}" if note else "")
+        line = (f"client={request.client} {printable(request.method, 20)} {printable(request.target)} "
+                f"{response.status} {response.length}B{' ' + printable(note) if note else ''}")
+        warning = response.status >= 400
+        if self.writer is not None:
+            self.writer.line("WARNING" if warning else "INFO", line)
+        else:
+            LOG.log(logging.WARNING if warning else logging.INFO, "%s", line)
         return response
 
     def route(self, request: Request) -> tuple[Response, str]:

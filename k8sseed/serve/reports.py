@@ -10,7 +10,6 @@ accepted from that node, so a captured report cannot be replayed.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import re
@@ -41,7 +40,7 @@ class Report:
 
 
 def sign(key_hex: str, body: bytes) -> str:
-    return "v1=" + hmac.new(bytes.fromhex(key_hex), body, hashlib.sha256).hexdigest()
+    return "v1=" + hmac.digest(bytes.fromhex(key_hex), body, "sha256").hex()
 
 
 def signed_body(key_hex: str, node: str, phase: str, state: str, time: float, nonce: str,
