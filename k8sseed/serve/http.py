@@ -19,6 +19,7 @@ MAX_HEAD = 16 * 1024
 MAX_BODY = 64 * 1024
 IDLE_SECONDS = 30.0
 CHUNK = 256 * 1024
+SMALL_FILE = 128 * 1024  # seed files: sent with their head in one write; ISOs are streamed
 BACKLOG = 4096
 REASONS = {200: "OK", 204: "No Content", 206: "Partial Content", 400: "Bad Request", 403: "Forbidden",
            404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 410: "Gone", 413: "Content Too Large",
@@ -214,6 +215,15 @@ class HttpConnection(asyncio.Protocol):
             if response.file is not None:
                 os.close(response.file.fd)
             self.transport.write(head if head_only else head + response.body)
+            self._finish()
+            return
+        if response.file.length <= SMALL_FILE:  # a seed file: head and body in one write, no streaming state
+            body = os.pread(response.file.fd, response.file.length, response.file.offset)
+            os.close(response.file.fd)
+            if len(body) != response.file.length:  # the file shrank under us: never send it short
+                self.transport.abort()
+                return
+            self.transport.write(head + body)
             self._finish()
             return
         self.transport.write(head)
