@@ -297,6 +297,8 @@ def test_status_reports_good_forged_and_replayed(tmp_path: Path):
         body, signature = _report(lab, "cp-1", "runtime", "started")
         assert post(server, "cp-1", body, signature)[0] == 204
         assert post(server, "cp-1", body, signature)[0] == 409, "the same report again: a replay"
+        late = _report(lab, "cp-1", "prepare-os", "done", at=time.time() - 60)
+        assert post(server, "cp-1", *late)[0] == 202, "overtaken on the way: taken, not shown"
         forged = _report(lab, "cp-2", "kubeadm", "done", key_of="cp-3")
         assert post(server, "cp-2", *forged, source="127.0.0.9")[0] == 403, "signed with another node's key"
         body, signature = _report(lab, "cp-2", "kubeadm", "done")
@@ -360,9 +362,11 @@ def test_node_reporter_reaches_the_server_it_got_its_seed_from(tmp_path: Path):
         seed = f"{server.url}by-mac/{macs(lab.out)['worker-2']}/"
         instance_data.write_text(json.dumps({"v1": {"subplatform": f"seed-dir (cmdline,{seed})"}}))
         env = {**os.environ, **env_values, "K8SSEED_INSTANCE_DATA": str(instance_data)}
-        for state in ("started", "failed"):
-            result = subprocess.run([SYSTEM_PYTHON, str(reporter), "worker-2", "runtime", state, str(log)], env=env,
-                                    capture_output=True, text=True, timeout=30)
+        event = time.time()
+        for state, at in (("failed", event), ("started", event - 30)):  # the later event arrives first
+            result = subprocess.run([SYSTEM_PYTHON, str(reporter), "worker-2", "runtime", state, str(log),
+                                     f"{at:.6f}".replace(".", ",")], env=env, capture_output=True, text=True,
+                                    timeout=30)
             assert (result.returncode, result.stderr) == (0, "")
         rows = {r["node"]: r for r in json.loads(server.get("/status.json")[2])["nodes"]}
         assert (rows["worker-2"]["phase"], rows["worker-2"]["state"]) == ("runtime", "failed")

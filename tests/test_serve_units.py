@@ -59,20 +59,23 @@ def test_report_verification():
         assert refused.value.status == 400
 
 
-def test_board_keeps_the_newest_report_and_refuses_older_ones(tmp_path):
+def test_board_shows_the_newest_report_and_refuses_replays(tmp_path):
     now = 1_800_000_000.0
     board = StatusBoard(tmp_path)
-    first = verify("cp-1", *signed_body(KEY, "cp-1", "runtime", "started", now, "a" * 16), KEY, now)
-    later = verify("cp-1", *signed_body(KEY, "cp-1", "runtime", "done", now + 1, "b" * 16), KEY, now)
-    board.accept(later, "10.0.0.1", now=now + 2)
+    first = signed_body(KEY, "cp-1", "runtime", "started", now, "a" * 16)
+    later = signed_body(KEY, "cp-1", "runtime", "done", now + 1, "b" * 16)
+    assert board.accept(verify("cp-1", *later, KEY, now), later[1], "10.0.0.1", now=now + 2) is True
+    assert board.accept(verify("cp-1", *first, KEY, now), first[1], "10.0.0.1", now=now + 3) is False, \
+        "a report that arrived late is taken, but the newer state stays on the board"
+    assert board.nodes["cp-1"].state == "done"
     with pytest.raises(ReportRefused) as refused:
-        board.accept(first, "10.0.0.1", now=now + 3)
-    assert refused.value.status == 409 and "out of order" in str(refused.value)
+        board.accept(verify("cp-1", *later, KEY, now), later[1], "10.0.0.1", now=now + 4)
+    assert refused.value.status == 409 and "replay" in str(refused.value)
     board.save()
     again = StatusBoard(tmp_path)
     assert again.nodes["cp-1"].state == "done", "the board survives a server restart"
     with pytest.raises(ReportRefused):
-        again.accept(later, "10.0.0.1", now=now + 4)
+        again.accept(verify("cp-1", *first, KEY, now), first[1], "10.0.0.1", now=now + 5)
     text = table(again.rows({"cp-1": "control-plane", "w-1": "worker"}), now=now + 62)
     lines = text.splitlines()
     assert lines[0].split() == ["NODE", "ROLE", "PHASE", "SINCE", "LAST", "ERROR"]

@@ -353,9 +353,12 @@ class SeedServer:
 
     def status_report(self, node: str, request: Request) -> tuple[Response, str]:
         self._follow_swaps()
-        report = verify(node, request.body, request.headers.get(SIGNATURE_HEADER), self.keys.get(node), time.time())
-        self.board.accept(report, request.client)
+        signature = request.headers.get(SIGNATURE_HEADER)
+        report = verify(node, request.body, signature, self.keys.get(node), time.time())
+        shown = self.board.accept(report, str(signature).strip(), request.client)
         self._schedule_save()
+        if not shown:
+            return Response(202), f"status {node}: {report.phase} {report.state} (older than the state shown)"
         return Response(204), f"status {node}: {report.phase} {report.state}"
 
     def _schedule_save(self) -> None:

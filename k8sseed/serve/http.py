@@ -21,7 +21,7 @@ IDLE_SECONDS = 30.0
 CHUNK = 256 * 1024
 SMALL_FILE = 128 * 1024  # seed files: sent with their head in one write; ISOs are streamed
 BACKLOG = 4096
-REASONS = {200: "OK", 204: "No Content", 206: "Partial Content", 400: "Bad Request", 403: "Forbidden",
+REASONS = {200: "OK", 202: "Accepted", 204: "No Content", 206: "Partial Content", 400: "Bad Request", 403: "Forbidden",
            404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 410: "Gone", 413: "Content Too Large",
            416: "Range Not Satisfiable", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
            501: "Not Implemented", 503: "Service Unavailable"}

@@ -4,8 +4,10 @@ A node signs the exact request body with HMAC-SHA256 under its own key, derived 
 the HKDF label k8sseed/v1/status-key/<node> (k8sseed.secrets.LABEL_STATUS_KEY), and sends it as
 `X-K8sseed-Signature: v1=<hex>`. The body is JSON: node, phase, state, time (the node's Unix time), nonce and,
 for a failed phase, lines (the last lines of its bootstrap log). A report is accepted only if it is signed with
-that node's key, fresh (time within FRESH_SECONDS of the server's clock) and newer than the last report
-accepted from that node, so a captured report cannot be replayed.
+that node's key, fresh (time within FRESH_SECONDS of the server's clock) and not seen before (the server keeps
+the signatures of the window's reports), so a captured report cannot be replayed. The time is the moment of
+the event on the node (the bootstrap script's clock, not the reporter's): reports sent in the background may
+arrive out of order, and the newest one is what the status shows.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from k8sseed.serve.reports import Report, ReportRefused
+from k8sseed.serve.reports import FRESH_SECONDS, Report, ReportRefused
 
 STATUS_FILE = "status.json"
 
@@ -30,23 +30,32 @@ class StatusBoard:
     def __init__(self, state_dir: Path | None) -> None:
         self.path = state_dir / STATUS_FILE if state_dir else None
         self.nodes: dict[str, NodeStatus] = {}
+        # Signatures of the reports accepted within the freshness window, with their node time: a report
+        # seen once is a replay the second time, also across a server restart.
+        self.seen: dict[str, float] = {}
         self.dirty = False
         if self.path and self.path.is_file():
-            self.nodes = load_status(self.path)
+            self.nodes, self.seen = load_status(self.path)
 
-    def accept(self, report: Report, client: str, now: float | None = None) -> NodeStatus:
+    def accept(self, report: Report, signature: str, client: str, now: float | None = None) -> bool:
+        """Records a verified report; False when it is older than what the board shows (it arrived late)."""
         now = clock.time() if now is None else now
+        if signature in self.seen:
+            raise ReportRefused(409, f"report from {report.node} ({report.phase} {report.state}) was already "
+                                     "received: a replay")
+        if len(self.seen) > 100_000 or (self.seen and next(iter(self.seen.values())) < now - FRESH_SECONDS):
+            self.seen = {s: t for s, t in self.seen.items() if t >= now - FRESH_SECONDS}
+        self.seen[signature] = report.time
+        self.dirty = True
         held = self.nodes.get(report.node)
         if held is not None and report.time <= held.reported:
-            raise ReportRefused(409, f"report from {report.node} is not newer than its last one "
-                                     f"({report.phase} {report.state}): replayed or out of order")
+            return False  # reports run in the background and may overtake each other: the newest one stands
         last_error = list(report.lines) if report.state == "failed" else (held.last_error if held else [])
         same = held is not None and (held.phase, held.state) == (report.phase, report.state)
         since = held.since if held is not None and same else now
-        status = NodeStatus(report.node, report.phase, report.state, since, report.time, client, last_error)
-        self.nodes[report.node] = status
-        self.dirty = True
-        return status
+        self.nodes[report.node] = NodeStatus(report.node, report.phase, report.state, since, report.time, client,
+                                             last_error)
+        return True
 
     def rows(self, nodes: dict[str, str]) -> list[dict[str, Any]]:
         """One row per node of the build (name -> role), reported or not, then reporters no longer in it."""
@@ -64,7 +73,7 @@ class StatusBoard:
     def save(self) -> None:
         if not self.path or not self.dirty:
             return
-        data = {"nodes": [asdict(s) for s in self.nodes.values()]}
+        data = {"nodes": [asdict(s) for s in self.nodes.values()], "seen": self.seen}
         fd, tmp = tempfile.mkstemp(prefix=".status-", dir=self.path.parent)
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle, indent=1)
@@ -72,12 +81,14 @@ class StatusBoard:
         self.dirty = False
 
 
-def load_status(path: Path) -> dict[str, NodeStatus]:
+def load_status(path: Path) -> tuple[dict[str, NodeStatus], dict[str, float]]:
     try:
         data = json.loads(path.read_text("utf-8"))
-        return {e["node"]: NodeStatus(**e) for e in data.get("nodes", [])}
+        nodes = {e["node"]: NodeStatus(**e) for e in data.get("nodes", [])}
+        seen = {str(k): float(v) for k, v in (data.get("seen") or {}).items()}
+        return nodes, seen
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        return {}
+        return {}, {}
 
 
 def table(rows: list[dict[str, Any]], now: float | None = None) -> str:

@@ -3,7 +3,7 @@ show up in `k8sseed status`: what a PXE-booted rack does, minus the firmware.
 
 No seed ISO: the kernel command line carries what the server's iPXE script gives a machine
 (`ds=nocloud-net;s=http://10.20.0.5:8080/by-mac/<mac>/` and its network-config). QEMU user networking with
-restrict=on forwards 10.20.0.5:8080 inside the VM, one connection at a time, to the server on 127.0.0.1; the
+restrict=on forwards 10.20.0.5:8080 inside the VM to the server on 127.0.0.1 (a bridge process per connection); the
 mirror for the addons is at 10.20.0.2:8080 as in test_vm_reference. Nothing leaves the VM.
 """
 
@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,14 @@ while data := sock.recv(65536):
 '''
 
 
+def _status(port: int) -> dict[str, dict]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=10) as response:
+        return {row["node"]: row for row in json.loads(response.read())["nodes"]}
+
+
 def test_a_node_seeded_over_http_reports_its_phases_to_the_server(tmp_path: Path):
+    """Stops the VM once the node reports its kubeadm phase (~4 min under TCG instead of ~7 for the whole
+    bootstrap); test_vm_reference boots the same seed from its ISO through to the end."""
     from k8sseed.serve.ipxe import seed_arguments
 
     profile, out, mirror = build_behind_mirror(tmp_path, "reference.yaml", mirrors=IMAGE_MIRRORS,
@@ -48,6 +56,7 @@ def test_a_node_seeded_over_http_reports_its_phases_to_the_server(tmp_path: Path
     with log_path.open("w") as log:
         server = subprocess.Popen([K8SSEED, "serve", str(out), "--profile", str(tmp_path / "profile.yaml"),
                                    "--listen", "127.0.0.1:0", "--url", SERVER], stdout=log, stderr=subprocess.STDOUT)
+    vm = None
     try:
         deadline = time.monotonic() + 30
         while not (match := re.search(r"listening on http://127\.0\.0\.1:(\d+)/", log_path.read_text())):
@@ -59,36 +68,36 @@ def test_a_node_seeded_over_http_reports_its_phases_to_the_server(tmp_path: Path
         netdev = (f"user,net=10.20.0.0/24,host=10.20.0.1,dns=10.20.0.3,"
                   f"guestfwd=tcp:10.20.0.2:8080-cmd:{sys.executable} {tmp_path / 'serve_one.py'} {mirror},"
                   f"guestfwd=tcp:10.20.0.5:8080-cmd:{sys.executable} {tmp_path / 'bridge.py'} {port}")
-        network_config = (out / "cp-1" / "network-config").read_bytes()
-        append = " ".join(seed_arguments(SERVER, node["mac"], network_config))
+        # What the server's iPXE script puts on the kernel command line; no seed ISO is attached.
+        append = " ".join(seed_arguments(SERVER, node["mac"], (out / "cp-1" / "network-config").read_bytes()))
+        vm = qemu.VM(qemu.ensure_image(), None, node["mac"], workdir=tmp_path / "vm", name="http-cp-1",
+                     netdev=netdev, append=append, collect=False).start()
         started = time.monotonic()
-        res = qemu.boot(qemu.ensure_image(), None, node["mac"], workdir=tmp_path / "vm", name="http-cp-1",
-                        netdev=netdev, append=append, timeout=600)
-        print(f"\nboot over HTTP: {time.monotonic() - started:.0f}s, {res.meta}")
-        assert res.complete, res.summary()
-        status = res.cloud_init_status()
-        assert status.get("status") == "done" and not status.get("errors"), (status, res.summary())
-        datasource = res.text("datasource.txt") or ""
-        assert "DataSourceNoCloudNet" in datasource and f"{SERVER}by-mac/{node['mac']}/" in datasource, datasource
-        assert res.text("hostname.txt").strip() == "cp-1"
-        assert node["ip"] in res.addresses(node["mac"]), res.interfaces()
-        assert res.meta["reason"] == "bootstrap-finished", res.summary()
+        rows: dict[str, dict] = {}
+        while time.monotonic() - started < 330:
+            rows = _status(port)
+            if rows["cp-1"]["phase"] in ("kubeadm", "addons", "bootstrap") or not vm.running():
+                break
+            time.sleep(2)
+        print(f"\nseeded over HTTP, kubeadm phase reported after {time.monotonic() - started:.0f}s: {rows.get('cp-1')}")
+        reached = rows["cp-1"]["phase"] in ("kubeadm", "addons", "bootstrap")
+        assert reached, (rows.get("cp-1"), vm.console_text()[-3000:])
         time.sleep(1.0)  # the server saves its board within half a second of the last report
         table = subprocess.run([K8SSEED, "status", str(out)], capture_output=True, text=True, check=True).stdout
-        rows = {line.split()[0]: line for line in table.splitlines()}
-        assert "bootstrap done" in rows["cp-1"], table
-        assert "no report yet" in rows["cp-2"], table
+        lines = {line.split()[0]: line for line in table.splitlines()}
+        assert re.search(r"control-plane\s+(kubeadm|addons|bootstrap) ", lines["cp-1"]), table
+        assert "no report yet" in lines["cp-2"], table
     finally:
+        if vm is not None:
+            vm.kill()
         server.terminate()
         server.wait(timeout=30)
     served = log_path.read_text()
     for name in ("meta-data", "user-data", "vendor-data"):
         assert f"GET /by-mac/{node['mac']}/{name} 200" in served, served[-3000:]
-    reported = re.findall(r"status cp-1: (\S+) (\S+)", served)
-    for phase in PHASES:
-        assert (phase, "started") in reported and (phase, "done") in reported, (phase, reported)
-    assert ("bootstrap", "done") in reported
-    refused = [line for line in served.splitlines() if "report refused" in line]
-    assert all("out of order" in line for line in refused), refused  # a background report overtaken, nothing else
-    state = json.loads((out.parent / "out.serve-state" / "status.json").read_text())
-    assert [n["node"] for n in state["nodes"]] == ["cp-1"]
+    reports = re.findall(r"POST /status/cp-1 (\d+) \S+ (?:status cp-1: (\S+) (\S+))?", served)
+    assert reports and all(code in ("204", "202") for code, _, _ in reports), reports
+    received = {(phase, state) for _, phase, state in reports}
+    for phase in PHASES[:4]:  # prepare-os .. load-balancer, each begun and finished
+        assert (phase, "started") in received and (phase, "done") in received, (phase, sorted(received))
+    assert ("kubeadm", "started") in received
