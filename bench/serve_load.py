@@ -45,55 +45,96 @@ class Stats:
         self.errors[what] = self.errors.get(what, 0) + 1
 
 
-async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes,
-                   stats: Stats, expect: int) -> None:
-    start = time.perf_counter()
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    length = int(re.search(rb"\r\nContent-Length: (\d+)", head).group(1))
-    body = await reader.readexactly(length)
-    stats.latencies.append(time.perf_counter() - start)
-    stats.bytes += len(head) + len(body)
-    if status != expect:
-        stats.error(f"HTTP {status}")
+def requests_for(node: str, mac: str, key: str, rounds: int) -> list[tuple[bytes, int]]:
+    """Every request of one client, built and signed before the clock starts (signing is the node's work)."""
+    out = []
+    for _ in range(rounds):
+        for name in SEED_FILES:
+            out.append((f"GET /by-mac/{mac}/{name} HTTP/1.1\r\nHost: seed\r\n\r\n".encode(), 200))
+        for phase in PHASES:
+            for state in ("started", "done"):
+                body, signature = signed_body(key, node, phase, state, time.time(), secrets.token_hex(16))
+                head = (f"POST /status/{node} HTTP/1.1\r\nHost: seed\r\nContent-Type: application/json\r\n"
+                        f"X-K8sseed-Signature: {signature}\r\nContent-Length: {len(body)}\r\n\r\n")
+                out.append((head.encode() + body, 204))
+    return out
 
 
-async def client(port: int, node: str, mac: str, key: str, rounds: int, think: float, start_at: float,
-                 stats: Stats) -> None:
+class Client(asyncio.Protocol):
+    """One machine on one keep-alive connection: its requests one after the other, each timed."""
+
+    def __init__(self, requests: list[tuple[bytes, int]], think: float, stats: Stats,
+                 done: asyncio.Future[None]) -> None:
+        self.requests = requests
+        self.think = think
+        self.stats = stats
+        self.done = done
+        self.index = 0
+        self.buffer = b""
+        self.sent_at = 0.0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self._send()
+
+    def _send(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.sent_at = time.perf_counter()
+        self.transport.write(self.requests[self.index][0])
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        at = self.buffer.find(b"\r\nContent-Length: ", 0, end)
+        length = int(self.buffer[at + 18:self.buffer.find(b"\r\n", at + 18)])
+        if len(self.buffer) < end + 4 + length:
+            return
+        self.stats.latencies.append(time.perf_counter() - self.sent_at)
+        self.stats.bytes += end + 4 + length
+        status = int(self.buffer[9:12])
+        if status != self.requests[self.index][1]:
+            self.stats.error(f"HTTP {status}")
+        self.buffer = self.buffer[end + 4 + length:]
+        self.index += 1
+        if self.index == len(self.requests):
+            assert self.transport is not None
+            self.transport.close()
+        elif self.think and self.requests[self.index][1] == 204:
+            asyncio.get_running_loop().call_later(self.think, self._send)
+        else:
+            self._send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.index < len(self.requests):
+            self.stats.error(f"connection lost: {exc.__class__.__name__ if exc else 'closed'}")
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+async def client(port: int, requests: list[tuple[bytes, int]], think: float, start_at: float, stats: Stats) -> None:
     await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await loop.create_connection(lambda: Client(requests, think, stats, done), "127.0.0.1", port)
     except OSError as exc:
         stats.error(f"connect: {exc.__class__.__name__}")
         return
-    try:
-        for _ in range(rounds):
-            for name in SEED_FILES:
-                request = f"GET /by-mac/{mac}/{name} HTTP/1.1\r\nHost: seed\r\n\r\n".encode()
-                await exchange(reader, writer, request, stats, 200)
-            for phase in PHASES:
-                for state in ("started", "done"):
-                    if think:
-                        await asyncio.sleep(think)
-                    body, signature = signed_body(key, node, phase, state, time.time(), secrets.token_hex(16))
-                    request = (f"POST /status/{node} HTTP/1.1\r\nHost: seed\r\nContent-Type: application/json\r\n"
-                               f"X-K8sseed-Signature: {signature}\r\nContent-Length: {len(body)}\r\n\r\n"
-                               ).encode() + body
-                    await exchange(reader, writer, request, stats, 204)
-    except (OSError, asyncio.IncompleteReadError, ValueError, AttributeError) as exc:
-        stats.error(f"{exc.__class__.__name__}")
-    finally:
-        writer.close()
+    await done
 
 
 async def load(port: int, nodes: list[dict], key_of: dict[str, str], rounds: int, think: float,
                ramp: float) -> tuple[Stats, float]:
     stats = Stats()
+    planned = [requests_for(n["name"], n["mac"], key_of[n["name"]], rounds) for n in nodes]
     begin = time.perf_counter()
-    tasks = [client(port, n["name"], n["mac"], key_of[n["name"]], rounds, think,
-                    begin + ramp * i / max(1, len(nodes)), stats) for i, n in enumerate(nodes)]
-    await asyncio.gather(*tasks)
+    await asyncio.gather(*(client(port, requests, think, begin + ramp * i / max(1, len(nodes)), stats)
+                           for i, requests in enumerate(planned)))
     return stats, time.perf_counter() - begin
 
 
