@@ -75,8 +75,7 @@ class Client(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]
         self._send()
 
     def _send(self) -> None:
@@ -177,6 +176,8 @@ def main() -> None:
                     sys.exit("k8sseed serve did not start:\n" + (work / "serve.log").read_text())
                 time.sleep(0.05)
             port = int(match.group(1))
+            print("server: " + next(line for line in (work / "serve.log").read_text().splitlines()
+                                    if "listening on" in line).split("k8sseed serve: ", 1)[1])
             cpu_before = _cpu(server.pid)
             stats, wall = asyncio.run(load(port, nodes, key_of, args.rounds, args.think_ms / 1000,
                                            args.ramp_ms / 1000))

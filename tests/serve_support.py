@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import os
 import re
 import socket
 import subprocess
@@ -65,7 +66,7 @@ def make_lab(directory: Path, seed_server: dict[str, Any] | None = None) -> Lab:
 class Server:
     """`k8sseed serve` on 127.0.0.1 and a free port; the log goes to a file the test reads."""
 
-    def __init__(self, lab: Lab, *extra: str) -> None:
+    def __init__(self, lab: Lab, *extra: str, env: dict[str, str] | None = None) -> None:
         self.lab = lab
         self.log_path = lab.dir / f"serve-{time.monotonic_ns()}.log"
         self.state_dir = lab.dir / "state"
@@ -73,7 +74,7 @@ class Server:
         self.proc = subprocess.Popen(
             [K8SSEED, "serve", str(lab.out), "--profile", str(lab.profile), "--secret", str(lab.secret),
              "--listen", "127.0.0.1:0", "--state-dir", str(self.state_dir), *extra],
-            stdout=self._log, stderr=subprocess.STDOUT)
+            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         deadline = time.monotonic() + 30
         while True:
             match = LISTENING.search(self.log_path.read_text())

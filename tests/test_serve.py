@@ -431,7 +431,15 @@ def _responses(raw: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
-def test_http_keep_alive_pipelining_and_limits(lab: Lab, server: Server):
+@pytest.mark.parametrize("loop", ["default", "asyncio"])
+def test_http_keep_alive_pipelining_and_limits(lab: Lab, loop: str):
+    """On the event loop the server picks (uvloop where installed) and on asyncio's own."""
+    with Server(lab, env={"K8SSEED_EVENT_LOOP": loop}) as server:
+        _pipelining_and_limits(lab, server)
+        assert f"event loop {'asyncio' if loop == 'asyncio' else ''}" in server.log()
+
+
+def _pipelining_and_limits(lab: Lab, server: Server) -> None:
     iso = (lab.out / "cp-1.iso").read_bytes()
     meta = (lab.out / "cp-1" / "meta-data").read_bytes()
     pipelined = (b"GET /iso/cp-1.iso HTTP/1.1\r\nHost: x\r\n\r\n" * 20

@@ -390,9 +390,9 @@ async def run(server: SeedServer, ready: Any = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     host = server.settings.host
     shown = f"[{host}]" if ":" in host else host
-    LOG.info("k8sseed serve: listening on http://%s:%d/ serving %s (%d nodes), allowed clients %s, state in %s",
-             shown, port, server.settings.out, len(server.generation.nodes),
-             ", ".join(str(n) for n in server.allowed), server.settings.state_dir)
+    LOG.info("k8sseed serve: listening on http://%s:%d/ serving %s (%d nodes), allowed clients %s, state in %s, "
+             "event loop %s", shown, port, server.settings.out, len(server.generation.nodes),
+             ", ".join(str(n) for n in server.allowed), server.settings.state_dir, type(loop).__module__)
     if ready is not None:
         ready(port)
     async with listener:

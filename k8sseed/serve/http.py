@@ -133,8 +133,7 @@ class HttpConnection(asyncio.Protocol):
     # --- asyncio callbacks -------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # a stream transport (uvloop's is no subclass)
         self.client = client_address(transport.get_extra_info("peername"))
         self.idle_timer = asyncio.get_running_loop().call_later(IDLE_SECONDS, self._check_idle)
 
