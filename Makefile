@@ -5,10 +5,11 @@ BIN     = $(VENV)/bin
 OUT    ?= out
 
 APT_PACKAGES = python3-venv python3-pip cloud-init shellcheck xorriso genisoimage bird2 keepalived haproxy \
-               cloud-image-utils openssl systemd iproute2 curl frr pipx etcd-server etcd-client
+               cloud-image-utils openssl systemd iproute2 curl frr pipx etcd-server etcd-client \
+               dnsmasq-base chromium
 VM_PACKAGES  = qemu-system-x86 qemu-utils debootstrap e2fsprogs xorriso
 
-.PHONY: install demo test lint bench e2e e2e-harness e2e-cluster deps e2e-deps clean docs
+.PHONY: install demo test lint bench bench-serve e2e e2e-harness e2e-cluster deps e2e-deps clean docs
 
 $(BIN)/k8sseed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +42,10 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/build_benchmark.py --nodes 1000
+
+# 500 concurrent clients fetching seeds from `k8sseed serve` and posting status over loopback.
+bench-serve: install
+	$(BIN)/python bench/serve_load.py --clients 500
 
 # CI runs `e2e` (~35 min on 2 cores under TCG). `e2e-cluster` boots the whole reference cluster (~40 min),
 # `e2e-harness` is the harness's own self-test: both too long to sit beside the rest in CI's 90 minutes.

@@ -1,4 +1,4 @@
-"""The k8sseed command line: init, validate, build, render, inspect."""
+"""The k8sseed command line: init, validate, build, render, inspect, serve, status, rearm, pxe-config."""
 
 from __future__ import annotations
 
@@ -302,6 +302,191 @@ def inspect(iso: Path, as_json: bool) -> None:
             click.echo(f"  writes {path}")
     if missing:
         _fail(f"{iso} holds no {' and no '.join(missing)}: it is not a NoCloud seed that cloud-init would use")
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        _fail(f"--listen {text!r}: expected ADDRESS:PORT, e.g. 10.20.0.5:8080 or 0.0.0.0:8080", EXIT_PROFILE)
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        _fail(f"--listen {text!r}: {host!r} is not an IP address", EXIT_PROFILE)
+    return host, int(port)
+
+
+@cli.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--profile", "profile", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The profile OUT was built from (node serials and UUIDs, allowed networks, PXE settings).")
+@click.option("--secret", type=click.Path(dir_okay=False, path_type=Path),
+              help="Cluster secret file, to check the nodes' signed status reports (default: PROFILE with .secret).")
+@click.option("--listen", "listen", default="127.0.0.1:8080", show_default=True, metavar="ADDRESS:PORT",
+              help="Address and port to listen on (port 0: any free port, printed at start).")
+@click.option("--url", "url", metavar="URL", help="The URL nodes reach this server at, for iPXE scripts "
+              "(default: seedServer.url, else from --listen).")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Status and hand-out records (default: OUT.serve-state beside OUT).")
+@click.option("--log", "log_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also append the request log to this file.")
+def serve(out: Path, profile: Path, secret: Path | None, listen: str, url: str | None, state_dir: Path | None,
+          log_file: Path | None) -> None:
+    """Serve OUT's seeds over HTTP for NoCloud and iPXE, and collect the nodes' bootstrap status.
+
+    \b
+    Seeds:   /<node>/{user-data,meta-data,network-config,vendor-data}, also under /by-mac/<mac>/,
+             /by-serial/<serial>/, /by-uuid/<uuid>/ (kernel command line:
+             ds=nocloud-net;s=http://SERVER/by-mac/<mac>/)
+    ISOs:    /iso/<node>.iso (range requests, for BMC virtual media)
+    iPXE:    /ipxe/boot.ipxe (chains to /ipxe/by-mac/<mac>.ipxe)
+    Status:  / (live page), /status.json, POST /status/<node> (signed reports from the nodes)
+    """
+    import asyncio
+    import logging
+    import os
+
+    from k8sseed.secrets import read_secret
+    from k8sseed.serve.app import SeedServer, ServeError, Settings, run, state_dir_for
+    from k8sseed.serve.log_writer import LogWriter, WriterHandler
+    from k8sseed.serve.pxe_config import PxeConfigError, server_base
+
+    host, port = _listen_address(listen)
+    try:
+        base = server_base(url) if url else None
+    except PxeConfigError as exc:
+        _fail(str(exc).replace("--server", "--url"), EXIT_PROFILE)
+    try:
+        cluster_secret = read_secret(_secret_path(profile, secret))
+    except SecretError as exc:
+        _fail(str(exc))
+    fds = [sys.stderr.fileno()]
+    if log_file is not None:
+        try:
+            fds.append(os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        except OSError as exc:
+            _fail(f"{log_file}: cannot open the log: {exc.strerror}")
+    writer = LogWriter(fds)
+    logger = logging.getLogger("k8sseed.serve")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(WriterHandler(writer))
+    settings = Settings(out, profile, host, port, state_dir or state_dir_for(out), base)
+    try:
+        server = SeedServer(settings, cluster_secret, writer)
+    except ServeError as exc:
+        _fail(str(exc))
+    uvloop = None
+    if os.environ.get("K8SSEED_EVENT_LOOP", "") != "asyncio":  # K8SSEED_EVENT_LOOP=asyncio: the standard loop
+        try:
+            import uvloop  # optional (pip install uvloop): the same server on a faster event loop
+        except ImportError:
+            uvloop = None
+    try:
+        if uvloop is not None:
+            uvloop.run(run(server))
+        else:
+            asyncio.run(run(server))
+    except OSError as exc:
+        _fail(f"cannot listen on {listen}: {exc.strerror or exc}")
+
+
+@cli.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("nodes", nargs=-1, required=True)
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The server's state directory (default: OUT.serve-state beside OUT).")
+def rearm(out: Path, nodes: tuple[str, ...], state_dir: Path | None) -> None:
+    """Let the server hand out these control-plane seeds once more (seedServer.handOutOnce)."""
+    from k8sseed.serve.app import rearm as rearm_node
+    from k8sseed.serve.app import state_dir_for
+
+    directory = state_dir or state_dir_for(out)
+    for node in nodes:
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", node):
+            _fail(f"'{node}' is not a node name", EXIT_PROFILE)
+        if rearm_node(directory, node):
+            click.echo(f"{node}: re-armed; its seed will be handed out to the next client that asks")
+        else:
+            click.echo(f"{node}: was not handed out; nothing to re-arm")
+
+
+@cli.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--server", "server", metavar="URL", help="Ask a running server (e.g. http://127.0.0.1:8080/) "
+              "instead of reading its state directory.")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The server's state directory (default: OUT.serve-state beside OUT).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(out: Path, server: str | None, state_dir: Path | None, as_json: bool) -> None:
+    """Print each node's bootstrap phase as the nodes reported it to k8sseed serve."""
+    from k8sseed.serve.app import state_dir_for
+    from k8sseed.serve.status import StatusBoard, table
+
+    if server:
+        import urllib.error
+        import urllib.request
+
+        from k8sseed.serve.pxe_config import PxeConfigError, server_base
+
+        try:
+            with urllib.request.urlopen(server_base(server) + "status.json", timeout=10) as response:
+                rows = json.loads(response.read().decode("utf-8"))["nodes"]
+        except PxeConfigError as exc:
+            _fail(str(exc), EXIT_PROFILE)
+        except (OSError, ValueError, KeyError) as exc:
+            _fail(f"cannot read the status from {server}: {exc}")
+    else:
+        from k8sseed.writers.manifest import read_manifest
+
+        try:
+            manifest = read_manifest(out)
+        except OutputError as exc:
+            _fail(str(exc))
+        if manifest is None:
+            _fail(f"{out} holds no k8sseed build (no manifest.json)")
+        roles = {n["name"]: str(n.get("role", "?")) for n in manifest["nodes"]
+                 if isinstance(n, dict) and isinstance(n.get("name"), str)}
+        rows = StatusBoard(state_dir or state_dir_for(out)).rows(roles)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        click.echo(table(rows), nl=False)
+
+
+@cli.command("pxe-config")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--server", "server", required=True, metavar="URL",
+              help="The seed server's URL as machines reach it, e.g. http://10.20.0.5:8080/.")
+@click.option("--tftp-root", default="/srv/tftp", show_default=True,
+              help="Directory dnsmasq serves over TFTP (put undionly.kpxe and ipxe.efi there).")
+def pxe_config(out: Path, server: str, tftp_root: str) -> None:
+    """Print a dnsmasq proxy-DHCP + TFTP configuration that chain-loads iPXE to k8sseed serve."""
+    import ipaddress
+
+    from k8sseed.serve.pxe_config import PxeConfigError, dnsmasq_config
+    from k8sseed.writers.manifest import read_manifest
+
+    try:
+        manifest = read_manifest(out)
+    except OutputError as exc:
+        _fail(str(exc))
+    if manifest is None:
+        _fail(f"{out} holds no k8sseed build (no manifest.json)")
+    networks = set()
+    for node in manifest["nodes"]:
+        try:
+            networks.add(ipaddress.IPv4Interface(node["ip"]).network)
+        except (KeyError, TypeError, ValueError):
+            continue
+    try:
+        text = dnsmasq_config(str(manifest.get("clusterName", "cluster")), server, sorted(networks), tftp_root)
+    except PxeConfigError as exc:
+        _fail(str(exc), EXIT_PROFILE)
+    except ValueError as exc:  # a manifest value that cannot be a config word
+        _fail(f"{out}/manifest.json: {exc}")
+    click.echo(text, nl=False)
 
 
 def main() -> None:

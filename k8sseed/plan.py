@@ -50,6 +50,10 @@ class ClusterPlan:
     password_hashes: tuple[tuple[str, str], ...]  # (user, crypt hash)
     bgp_passwords: tuple[tuple[str, str], ...]  # (peer name, MD5 key) for peers with password: true
     vrrp_password: str
+    status_keys: tuple[tuple[str, str], ...] = ()  # (node, hex HMAC key for its status reports)
+
+    def status_key(self, node: NodePlan) -> str:
+        return dict(self.status_keys)[node.name]
 
     @property
     def vip(self) -> ipaddress.IPv4Address | None:
@@ -193,4 +197,5 @@ def make_plan(profile: Profile, secret: ClusterSecret, pki: ClusterPKI) -> Clust
     peers = profile.bgp.peers if profile.bgp else ()
     bgp_passwords = tuple((p.name, secret.bgp_password(p.name)) for p in peers if p.password)
     return ClusterPlan(profile, facts, pki, secret.bootstrap_token, nodes, _hash_passwords(profile, secret),
-                       bgp_passwords, secret.vrrp_password)
+                       bgp_passwords, secret.vrrp_password,
+                       tuple((n.name, secret.status_key(n.name)) for n in profile.nodes))

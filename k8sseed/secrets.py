@@ -26,6 +26,8 @@ LABEL_SA_KEY = "k8sseed/v1/service-account-key"
 LABEL_PASSWORD_SALT = "k8sseed/v1/password-salt/{user}"
 LABEL_BGP_PASSWORD = "k8sseed/v1/bgp-password/{peer}"
 LABEL_VRRP_PASSWORD = "k8sseed/v1/vrrp-password"
+# HMAC-SHA256 key a node signs its bootstrap status reports with (k8sseed serve checks them).
+LABEL_STATUS_KEY = "k8sseed/v1/status-key/{node}"
 _PASSWORD_ALPHABET = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
@@ -55,6 +57,10 @@ class ClusterSecret:
     def bgp_password(self, peer: str) -> str:
         """TCP MD5 key for the sessions with one router: alphanumeric, so every config syntax takes it as is."""
         return self._text(LABEL_BGP_PASSWORD.format(peer=peer), _PASSWORD_ALPHABET, 24)
+
+    def status_key(self, node: str) -> str:
+        """Per-node key for status reports, hex: a node can sign for itself only."""
+        return self.derive(LABEL_STATUS_KEY.format(node=node)).hex()
 
     @property
     def vrrp_password(self) -> str:

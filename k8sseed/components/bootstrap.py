@@ -9,16 +9,22 @@ from k8sseed.templating import render_static, shell_assignments
 SCRIPT_PATH = "/usr/local/sbin/k8sseed-bootstrap"
 UNIT_PATH = "/etc/systemd/system/k8sseed-bootstrap.service"
 ENV_PATH = "/etc/k8sseed/node.env"
+REPORTER_PATH = "/usr/local/sbin/k8sseed-report"
 
 
 def bootstrap_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
+    server = plan.profile.seed_server
     return NodeFragment(
         files=(
             NodeFile(SCRIPT_PATH, render_static("bootstrap.sh.j2"), "0755"),
             NodeFile(UNIT_PATH, render_static("k8sseed-bootstrap.service.j2")),
+            NodeFile(REPORTER_PATH, render_static("k8sseed-report.py.j2"), "0755"),
         ),
         env=(("K8SSEED_NODE_NAME", node.name), ("K8SSEED_NODE_IP", node.node.address),
-             ("K8SSEED_CLUSTER_NAME", plan.profile.cluster.name)),
+             ("K8SSEED_CLUSTER_NAME", plan.profile.cluster.name),
+             # Status reports (k8sseed serve): where ISO-booted nodes report, and the node's own signing key.
+             ("K8SSEED_STATUS_URL", server.url if server and server.url else ""),
+             ("K8SSEED_STATUS_KEY", plan.status_key(node))),
         runcmd=(
             ("systemctl", "daemon-reload"),
             ("systemctl", "enable", "k8sseed-bootstrap.service"),

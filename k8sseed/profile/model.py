@@ -34,6 +34,8 @@ class Node:
     arch: str
     labels: tuple[tuple[str, str], ...]
     taints: tuple[Taint, ...] | None
+    serial: str | None = None  # SMBIOS system serial number, for the seed server's /by-serial/
+    system_uuid: str | None = None  # SMBIOS system UUID, lower-case, for /by-uuid/
 
     @property
     def address(self) -> str:
@@ -179,6 +181,21 @@ class PureLB:
 
 
 @dataclass(frozen=True)
+class Pxe:
+    kernel: str
+    initrd: str
+    kernel_args: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SeedServer:
+    url: str | None
+    allowed_networks: tuple[ipaddress.IPv4Network, ...]  # empty: the node subnets and loopback
+    hand_out_once: bool
+    pxe: Pxe | None
+
+
+@dataclass(frozen=True)
 class Profile:
     cluster: Cluster
     lb_mode: str
@@ -204,6 +221,7 @@ class Profile:
     users: tuple[User, ...]
     nodes: tuple[Node, ...]
     acknowledged: frozenset[str] = frozenset()  # warning ids the profile accepts
+    seed_server: SeedServer | None = None
 
     def cri_dockerd_sha256_for(self, arch: str) -> str | None:
         return dict(self.cri_dockerd_sha256).get(arch)
@@ -234,6 +252,17 @@ def _node(raw: dict[str, Any]) -> Node:
         interface_name=raw.get("interfaceName"), arch=raw["arch"],
         labels=tuple(sorted(raw["labels"].items())),
         taints=None if taints is None else tuple(Taint(t["key"], t["effect"], t.get("value")) for t in taints),
+        serial=raw.get("serial"), system_uuid=raw["systemUuid"].lower() if raw.get("systemUuid") else None,
+    )
+
+
+def _seed_server(raw: dict[str, Any]) -> SeedServer:
+    pxe = raw.get("pxe")
+    return SeedServer(
+        url=raw.get("url"),
+        allowed_networks=tuple(ipaddress.IPv4Network(n, strict=False) for n in raw["allowedNetworks"]),
+        hand_out_once=raw["handOutOnce"],
+        pxe=None if pxe is None else Pxe(pxe["kernel"], pxe["initrd"], tuple(pxe["kernelArgs"])),
     )
 
 
@@ -304,4 +333,5 @@ def build_model(data: dict[str, Any]) -> Profile:
                          u.get("hashedPassword"), u["shell"]) for u in os_["users"]),
         nodes=nodes,
         acknowledged=frozenset(data["acknowledge"]),
+        seed_server=_seed_server(data["seedServer"]) if "seedServer" in data else None,
     )
