@@ -388,6 +388,8 @@ def serve(out: Path, profile: Path, secret: Path | None, listen: str, url: str |
             uvloop.run(run(server))
         else:
             asyncio.run(run(server))
+    except KeyboardInterrupt:
+        click.echo("k8sseed serve: stopped", err=True)  # Ctrl-C is how an operator stops it: not an error
     except OSError as exc:
         _fail(f"cannot listen on {listen}: {exc.strerror or exc}")
 

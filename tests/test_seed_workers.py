@@ -116,7 +116,7 @@ def test_workers_die_with_a_killed_build_and_write_nothing_after_it(tmp_path):
 def test_ctrl_c_stops_the_build_and_its_workers_with_one_message(tmp_path):
     proc, workers, out = _start_build_with_workers(tmp_path, session=True)
     os.killpg(proc.pid, signal.SIGINT)  # what the terminal does: the whole foreground group gets it
-    stdout, stderr = proc.communicate(timeout=60)
+    _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr, stderr
     assert not [pid for pid in workers if _alive(pid)]
