@@ -386,15 +386,18 @@ def check_node_local(src: Source) -> Iterator[Finding]:
             or not re.fullmatch(r"[^:\s]+(:[0-9]{1,5})?", endpoint)):
         return
     where = ("cluster", "controlPlaneEndpoint")
-    api_port = _get(src.data, "cluster", "apiServerPort") or 6443
+    api_port = _get(src.data, "cluster", "apiServerPort")
+    if type(api_port) is not int:  # missing, or wrong (the schema reports that)
+        api_port = 6443
+    name = _get(src.data, "cluster", "name")
     host, _, port_text = endpoint.partition(":")
-    example = f"api.{_get(src.data, 'cluster', 'name') or 'cluster'}.internal:{api_port + 1}"
+    example = f"api.{name if isinstance(name, str) else 'cluster'}.internal:{api_port + 1}"
     if _addr(host) is not None:
         yield src.finding(where, f"with controlPlaneLB.mode node-local every node reaches the API through its own "
                                  f"load balancer, found by name (/etc/hosts maps it to 127.0.0.1): write a DNS "
                                  f"name with a port, e.g. {example}, not the address {host}")
         return
-    node_names = {n.get("name") for _, n in _nodes(src)}
+    node_names = {n.get("name") for _, n in _nodes(src) if isinstance(n.get("name"), str)}
     if host in node_names:
         yield src.finding(where, f"'{host}' is a node's name, which its /etc/hosts maps to itself: pick a name "
                                  f"of its own for the endpoint, e.g. {example}")
@@ -407,7 +410,8 @@ def check_node_local(src: Source) -> Iterator[Finding]:
     reserved = dict(NODE_PORTS)
     if isinstance(_get(src.data, "bgp"), dict):
         reserved[179] = "the host BIRD"
-        reserved[_get(src.data, "bgp", "calicoListenPort") or 1790] = "calico-node's BIRD"
+        listen = _get(src.data, "bgp", "calicoListenPort")
+        reserved[listen if type(listen) is int else 1790] = "calico-node's BIRD"
     if port in reserved:
         yield src.finding(where, f"port {port} is taken by {reserved[port]} on the nodes: use another port for "
                                  f"the node-local load balancer, e.g. {host}:{api_port + 1}")
