@@ -147,6 +147,19 @@ def test_other_modes_write_no_node_local_files(tmp_path):
             assert HOSTS_SCRIPT not in _written(other, node), f"{other.profile.cluster.name}/{node.name}"
 
 
+def test_adding_a_worker_leaves_every_existing_seed_unchanged(tmp_path):
+    """The balancer lists control planes only: a worker added later needs no new seed for the running nodes."""
+    secret = make_secret(tmp_path)
+    grown = tmp_path / "grown.yaml"
+    grown.write_text(PROFILE.read_text() + '  - {name: worker-c, role: worker, ip: 10.78.0.23/24, '
+                                           'mac: "52:54:00:78:00:23"}\n')
+    before, after = load_plan(PROFILE, secret)[0], load_plan(grown, secret)[0]
+    new_nodes = {n.name: n for n in after.nodes}
+    for node in before.nodes:
+        assert build_seed(before, node).user_data == build_seed(after, new_nodes[node.name]).user_data, node.name
+    assert _written(after, new_nodes["worker-c"])[HAPROXY_CFG] == _written(before, before.nodes[-1])[HAPROXY_CFG]
+
+
 # ---------------------------------------------------------------- real consumers
 
 
