@@ -63,8 +63,8 @@ class ClusterPlan:
 
     @property
     def vip(self) -> ipaddress.IPv4Address | None:
-        """The control-plane VIP k8sseed itself serves (bgp and keepalived-haproxy modes)."""
-        if self.profile.lb_mode == "external":
+        """The control-plane VIP k8sseed itself serves (bgp and keepalived-haproxy modes; node-local has none)."""
+        if self.profile.lb_mode in ("external", "node-local"):
             return None
         return ipaddress.IPv4Address(self.profile.cluster.endpoint_host)
 

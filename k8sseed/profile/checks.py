@@ -335,6 +335,8 @@ def _control_plane_nodes(src: Source) -> list[tuple[int, dict[str, Any]]]:
 
 def check_lb_mode(src: Source) -> Iterator[Finding]:
     mode = _get(src.data, "controlPlaneLB", "mode") or "external"
+    if mode == "node-local":  # no VIP: check_node_local
+        return
     endpoint = _get(src.data, "cluster", "controlPlaneEndpoint")
     if mode == "external" or not isinstance(endpoint, str) or not re.fullmatch(r"[^:\s]+(:[0-9]{1,5})?", endpoint):
         return
@@ -386,6 +388,50 @@ def check_lb_mode(src: Source) -> Iterator[Finding]:
         if not node.get("interfaceName"):
             yield src.finding(("nodes", i), "keepalived needs the interface name: set interfaceName (e.g. uplink0) "
                                             "on every control-plane node; the NIC is renamed to it at boot")
+
+
+# Ports something else on every node (or every control plane) listens on, even on 127.0.0.1 only.
+NODE_PORTS = {10248: "the kubelet's health check", 10250: "the kubelet", 10249: "kube-proxy's metrics",
+              10256: "kube-proxy's health check", 10257: "kube-controller-manager", 10259: "kube-scheduler",
+              2379: "etcd", 2380: "etcd", 2381: "etcd's metrics", 9099: "calico-node's health check"}
+
+
+def check_node_local(src: Source) -> Iterator[Finding]:
+    """node-local: the endpoint is a name every node maps to its own HAProxy on 127.0.0.1, on a free port."""
+    endpoint = _get(src.data, "cluster", "controlPlaneEndpoint")
+    if (_get(src.data, "controlPlaneLB", "mode") != "node-local" or not isinstance(endpoint, str)
+            or not re.fullmatch(r"[^:\s]+(:[0-9]{1,5})?", endpoint)):
+        return
+    where = ("cluster", "controlPlaneEndpoint")
+    api_port = _get(src.data, "cluster", "apiServerPort")
+    if type(api_port) is not int:  # missing, or wrong (the schema reports that)
+        api_port = 6443
+    name = _get(src.data, "cluster", "name")
+    host, _, port_text = endpoint.partition(":")
+    example = f"api.{name if isinstance(name, str) else 'cluster'}.internal:{api_port + 1}"
+    if _addr(host) is not None:
+        yield src.finding(where, f"with controlPlaneLB.mode node-local every node reaches the API through its own "
+                                 f"load balancer, found by name (/etc/hosts maps it to 127.0.0.1): write a DNS "
+                                 f"name with a port, e.g. {example}, not the address {host}")
+        return
+    node_names = {n.get("name") for _, n in _nodes(src) if isinstance(n.get("name"), str)}
+    if host in node_names:
+        yield src.finding(where, f"'{host}' is a node's name, which its /etc/hosts maps to itself: pick a name "
+                                 f"of its own for the endpoint, e.g. {example}")
+    port = int(port_text) if port_text else api_port
+    if port == api_port:
+        yield src.finding(where, f"with node-local the endpoint port is the port of the load balancer on every "
+                                 f"node, and the API server holds {api_port} on control-plane nodes: write "
+                                 f"{host}:{api_port + 1}")
+        return
+    reserved = dict(NODE_PORTS)
+    if isinstance(_get(src.data, "bgp"), dict):
+        reserved[179] = "the host BIRD"
+        listen = _get(src.data, "bgp", "calicoListenPort")
+        reserved[listen if type(listen) is int else 1790] = "calico-node's BIRD"
+    if port in reserved:
+        yield src.finding(where, f"port {port} is taken by {reserved[port]} on the nodes: use another port for "
+                                 f"the node-local load balancer, e.g. {host}:{api_port + 1}")
 
 
 def _node_peers(node: dict[str, Any], peers: list[Any]) -> list[tuple[dict[str, Any], ipaddress.IPv4Address]] | None:
@@ -627,7 +673,8 @@ def check_calico_version(src: Source) -> Iterator[Finding]:
 CHECKS: tuple[Check, ...] = (check_labels, check_unique, check_subnets, check_gateways, check_endpoint,
                              check_control_planes, check_version, check_cri_dockerd, check_url_placeholders,
                              check_repository_keys, check_pki_dates, check_users, check_lb_mode, check_bgp,
-                             check_bgp_gateway, check_purelb, check_external_ips, check_calico_version)
+                             check_bgp_gateway, check_purelb, check_external_ips, check_calico_version,
+                             check_node_local)
 
 
 def semantic_findings(src: Source) -> list[Finding]:
