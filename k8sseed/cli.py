@@ -440,14 +440,7 @@ def status(out: Path, server: str | None, state_dir: Path | None, as_json: bool)
         except (OSError, ValueError, KeyError) as exc:
             _fail(f"cannot read the status from {server}: {exc}")
     else:
-        from k8sseed.writers.manifest import read_manifest
-
-        try:
-            manifest = read_manifest(out)
-        except OutputError as exc:
-            _fail(str(exc))
-        if manifest is None:
-            _fail(f"{out} holds no k8sseed build (no manifest.json)")
+        manifest = _built_manifest(out)
         roles = {n["name"]: str(n.get("role", "?")) for n in manifest["nodes"]
                  if isinstance(n, dict) and isinstance(n.get("name"), str)}
         rows = StatusBoard(state_dir or state_dir_for(out)).rows(roles)
@@ -468,14 +461,7 @@ def pxe_config(out: Path, server: str, tftp_root: str) -> None:
     import ipaddress
 
     from k8sseed.serve.pxe_config import PxeConfigError, dnsmasq_config
-    from k8sseed.writers.manifest import read_manifest
-
-    try:
-        manifest = read_manifest(out)
-    except OutputError as exc:
-        _fail(str(exc))
-    if manifest is None:
-        _fail(f"{out} holds no k8sseed build (no manifest.json)")
+    manifest = _built_manifest(out)
     networks = set()
     for node in manifest["nodes"]:
         try:
@@ -489,6 +475,19 @@ def pxe_config(out: Path, server: str, tftp_root: str) -> None:
     except ValueError as exc:  # a manifest value that cannot be a config word
         _fail(f"{out}/manifest.json: {exc}")
     click.echo(text, nl=False)
+
+
+def _built_manifest(out: Path) -> dict:
+    """OUT's manifest.json, or a clean exit saying why there is none."""
+    from k8sseed.writers.manifest import read_manifest
+
+    try:
+        manifest = read_manifest(out)
+    except OutputError as exc:
+        _fail(str(exc))
+    if manifest is None:
+        _fail(f"{out} holds no k8sseed build (no manifest.json)")
+    return manifest
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ import ipaddress
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -26,6 +27,18 @@ def netns_unavailable() -> str | None:
     if not shutil.which("ip") or subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
         return "`ip netns` is not available"
     return None
+
+
+def wait_tcp(ns: str, address: str, port: int, limit: float = 10.0) -> None:
+    """Until something accepts TCP connections on address:port inside the namespace."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        probe = subprocess.run(["ip", "netns", "exec", ns, "bash", "-c", f"exec 3<>/dev/tcp/{address}/{port}"],
+                               capture_output=True)
+        if probe.returncode == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {address}:{port} in {ns}")
 
 
 def stop_process(proc: subprocess.Popen) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import EXAMPLE_PROFILES, REPO, make_secret, require_tool
-from netns_support import API_STANDIN, api_certificate, netns_unavailable, stop_process
+from netns_support import API_STANDIN, api_certificate, netns_unavailable, stop_process, wait_tcp
 
 from k8sseed.build import load_plan
 from k8sseed.components.keepalived_haproxy import (
@@ -287,17 +287,6 @@ class Lab:
         return "\n".join(out)
 
 
-def _wait_tcp(ns: str, address: str, port: int, limit: float = 10.0) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        probe = subprocess.run(["ip", "netns", "exec", ns, "bash", "-c", f"exec 3<>/dev/tcp/{address}/{port}"],
-                               capture_output=True)
-        if probe.returncode == 0:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {address}:{port} in {ns}")
-
-
 @pytest.fixture(scope="module")
 def lab(plan: ClusterPlan, files, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     reason = netns_unavailable()
@@ -379,7 +368,7 @@ def test_vrrp_failover_in_network_namespaces(lab: Lab):
     for m in order:
         lab.start_haproxy(m)
     for m in order:
-        _wait_tcp(m.ns, "127.0.0.1", port)
+        wait_tcp(m.ns, "127.0.0.1", port)
         lab.start_keepalived(m)
     deadline = time.monotonic() + 15
     while lab.vip_holders() != {init.node.name} and time.monotonic() < deadline:
@@ -391,7 +380,7 @@ def test_vrrp_failover_in_network_namespaces(lab: Lab):
     # kubeadm init brings the first API server up, the others join: the init node keeps the VIP.
     for m in order:
         lab.start_api(m)
-        _wait_tcp(m.ns, m.node.node.address, plan.profile.cluster.api_server_port)
+        wait_tcp(m.ns, m.node.node.address, plan.profile.cluster.api_server_port)
     first_ok = lab.wait_for(init.node.name, 15)
     time.sleep(3)  # every check passes now: priorities 150/149/148, no flapping
     assert lab.vip_holders() == {init.node.name}, lab.logs()
@@ -525,7 +514,7 @@ def test_an_idle_api_session_through_haproxy_outlives_the_client_and_server_time
                                        str(cert), str(key), *backends]))
         for address in backends:
             host, backend_port = address.split(":")
-            _wait_tcp(ns, host, int(backend_port))
+            wait_tcp(ns, host, int(backend_port))
         for label, text in (("with tunnel", fast), ("without tunnel", without_tunnel)):
             cfg = tmp_path / f"haproxy-{label.replace(' ', '-')}.cfg"
             cfg.write_text(text)
@@ -534,7 +523,7 @@ def test_an_idle_api_session_through_haproxy_outlives_the_client_and_server_time
             proxy = subprocess.Popen(["ip", "netns", "exec", ns, haproxy, "-db", "-f", str(cfg)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             procs.append(proxy)
-            _wait_tcp(ns, "127.0.0.1", port)
+            wait_tcp(ns, "127.0.0.1", port)
             time.sleep(2.5)  # two checks: every API server stand-in is up for HAProxy
             client = subprocess.run(["ip", "netns", "exec", ns, sys.executable, str(tmp_path / "idle_client.py"),
                                      str(port), "6"], capture_output=True, text=True, timeout=30)

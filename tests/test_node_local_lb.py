@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import EXAMPLE_PROFILES, REPO, make_secret, require_tool
-from netns_support import api_certificate, netns_unavailable, stop_process
+from netns_support import api_certificate, netns_unavailable, stop_process, wait_tcp
 
 from k8sseed.build import load_plan
 from k8sseed.components.bootstrap import ENV_PATH
@@ -385,7 +385,7 @@ class Lab:
             sys.executable, str(self.root / "api_stand_in.py"), api.node.node.address,
             str(self.plan.profile.cluster.api_server_port), str(self.root / f"{stem}.crt"),
             str(self.root / f"{stem}.key"), name, str(api.unready_flag)])
-        _wait_tcp(api.ns, api.node.node.address, self.plan.profile.cluster.api_server_port)
+        wait_tcp(api.ns, api.node.node.address, self.plan.profile.cluster.api_server_port)
 
     def stop_api(self, name: str) -> None:
         api = self.apis[name]
@@ -396,7 +396,7 @@ class Lab:
 
     def start_haproxy(self) -> None:
         self.haproxy = self.start(self.node_ns, "haproxy", ["haproxy", "-db", "-f", str(self.root / "haproxy.cfg")])
-        _wait_tcp(self.node_ns, LISTEN_ADDRESS, self.plan.profile.cluster.endpoint_port)
+        wait_tcp(self.node_ns, LISTEN_ADDRESS, self.plan.profile.cluster.endpoint_port)
 
     def request(self, timeout: float = 1.0) -> tuple[bool, str]:
         """GET /version through the node's balancer as kubelet does: the endpoint name resolved to 127.0.0.1 (what
@@ -455,17 +455,6 @@ class Lab:
     def logs(self) -> str:
         return "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}"
                          for log in sorted(self.root.glob("*.log")))
-
-
-def _wait_tcp(ns: str, address: str, port: int, limit: float = 10.0) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        probe = subprocess.run(["ip", "netns", "exec", ns, "bash", "-c", f"exec 3<>/dev/tcp/{address}/{port}"],
-                               capture_output=True)
-        if probe.returncode == 0:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {address}:{port} in {ns}")
 
 
 @pytest.fixture(scope="module")
