@@ -12,25 +12,15 @@ import multiprocessing
 import os
 import signal
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from k8sseed.plan import ClusterPlan, NodePlan
 from k8sseed.seed import build_seed
-from k8sseed.writers.seed_files import pack_seed, write_packed_seed
+from k8sseed.writers.seed_files import WrittenSeed, pack_seed, write_packed_seed
 
 MIN_NODES_PER_WORKER = 50  # below this, starting a process costs more than it saves
 _CHUNKS_PER_WORKER = 8  # small chunks: the workers finish together; a failure stops the rest early
 _PR_SET_PDEATHSIG = 1
-
-
-@dataclass(frozen=True)
-class WrittenSeed:
-    name: str
-    iso_name: str
-    iso_sha256: str
-    file_sha256: dict[str, str]
-    size: int
 
 
 def default_jobs() -> int:
@@ -46,9 +36,7 @@ def worker_count(jobs: int | None, nodes: int) -> int:
 
 
 def _build_and_write(plan: ClusterPlan, node: NodePlan, out: Path, epoch: int) -> WrittenSeed:
-    packed = pack_seed(build_seed(plan, node), epoch)
-    write_packed_seed(packed, out, epoch)
-    return WrittenSeed(node.name, packed.iso_name, packed.iso_sha256, packed.file_sha256, packed.size)
+    return write_packed_seed(pack_seed(build_seed(plan, node), epoch), out, epoch)
 
 
 # Set in the parent just before the workers are forked; each worker reads its copy.

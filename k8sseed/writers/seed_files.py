@@ -57,10 +57,22 @@ def pack_seed(seed: NodeSeed, epoch: int) -> PackedSeed:
                       {name: hashlib.sha256(data).hexdigest() for name, data in seed.files()})
 
 
-def write_packed_seed(packed: PackedSeed, out: Path, epoch: int) -> None:
+@dataclass(frozen=True)
+class WrittenSeed:
+    """What the manifest needs of a written seed: names and digests, no contents."""
+
+    name: str
+    iso_name: str
+    iso_sha256: str
+    file_sha256: dict[str, str]
+    size: int
+
+
+def write_packed_seed(packed: PackedSeed, out: Path, epoch: int) -> WrittenSeed:
     folder = out / packed.seed.name
     folder.mkdir(mode=0o700)
     for name, data in packed.seed.files():
         _write(folder / name, data, epoch)
     _write(out / packed.iso_name, packed.iso, epoch)
     os.utime(folder, (epoch, epoch))
+    return WrittenSeed(packed.seed.name, packed.iso_name, packed.iso_sha256, packed.file_sha256, packed.size)
