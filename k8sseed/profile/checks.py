@@ -219,7 +219,10 @@ def check_etcd_members(src: Source) -> Iterator[Finding]:
     """external-etcd: an odd number of etcd nodes (1 for labs, with a warning; 3, 5 or 7); role etcd only there."""
     nodes = _nodes(src)
     etcd = [(i, n) for i, n in nodes if n.get("role") == "etcd"]
-    if _get(src.data, "cluster", "topology") != "external-etcd":
+    topology = _get(src.data, "cluster", "topology")
+    if topology not in (None, "stacked", "external-etcd"):
+        return  # the schema reports the typo; no guess about which topology was meant
+    if topology != "external-etcd":
         for i, _ in etcd:
             yield src.finding(("nodes", i, "role"), "role 'etcd' is for cluster.topology: external-etcd; with "
                                                     "stacked etcd the control-plane nodes run etcd themselves")
