@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_bad_profiles import K8SSEED
-
 from netns_support import stop_process
+from test_bad_profiles import K8SSEED
 
 REPO = Path(__file__).resolve().parent.parent
 ETCD = shutil.which("etcd")
