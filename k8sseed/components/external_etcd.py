@@ -9,7 +9,7 @@ from k8sseed.components import NodeFile, NodeFragment
 from k8sseed.components.kubernetes import PKI_DIR
 from k8sseed.plan import ClusterPlan, NodePlan
 from k8sseed.templating import render, render_static
-from k8sseed.yamltext import dump
+from k8sseed.yamltext import dump_all
 
 MEMBER_SCRIPT = "/usr/local/sbin/k8sseed-etcd-member"
 ETCD_DIR = "/etc/k8sseed/etcd"
@@ -68,8 +68,8 @@ def _etcd_node_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
             NodeFile(f"{ETCD_PKI}/server.key", certs.server.key_pem, "0600"),
             NodeFile(f"{ETCD_PKI}/peer.crt", certs.peer.cert_pem),
             NodeFile(f"{ETCD_PKI}/peer.key", certs.peer.key_pem, "0600"),
-            NodeFile(f"{ETCD_DIR}/etcd-new.yaml", dump(etcd_config(plan, node, "new"))),
-            NodeFile(f"{ETCD_DIR}/etcd-existing.yaml", dump(etcd_config(plan, node, "existing"))),
+            NodeFile(f"{ETCD_DIR}/etcd-new.yaml", dump_all([etcd_config(plan, node, "new")])),
+            NodeFile(f"{ETCD_DIR}/etcd-existing.yaml", dump_all([etcd_config(plan, node, "existing")])),
             NodeFile(UNIT_PATH, render("k8sseed-etcd.service.j2", name=node.name, cluster=plan.profile.cluster.name,
                                        members=_member_args(plan, node))),
             NodeFile(MEMBER_SCRIPT, render_static("k8sseed-etcd-member.sh.j2"), "0755"),
