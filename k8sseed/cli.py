@@ -13,6 +13,7 @@ import click
 
 from k8sseed import __version__
 from k8sseed.errors import OutputError, ProfileError, ProfileWarning, SecretError
+from k8sseed.profile.model import Role
 
 EXIT_PROFILE = 2
 EXIT_OTHER = 1
@@ -130,7 +131,8 @@ def validate(profile: Path) -> None:
     p = loaded.profile
     click.echo(f"{profile}: valid: cluster {p.cluster.name}, Kubernetes {p.cluster.kubernetes_version}, "
                f"{sum(n.is_control_plane for n in p.nodes)} control-plane and "
-               f"{sum(not n.is_control_plane for n in p.nodes)} worker nodes")
+               f"{sum(n.role is Role.WORKER for n in p.nodes)} worker nodes"
+               + (f", {sum(n.is_etcd for n in p.nodes)} etcd nodes" if p.external_etcd else ""))
     click.echo(f"note: boot the nodes from {OS_IMAGES[p.os_family]} with cloud-init and its NoCloud datasource; "
                "a system installed with subiquity or debian-installer ignores the seed")
 

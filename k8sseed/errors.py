@@ -30,6 +30,9 @@ WARNING_IDS: dict[str, str] = {
     "ipvs-deprecated": "kube-proxy ipvs mode on Kubernetes 1.35 or newer (deprecated by KEP-5495)",
     "kubernetes-patch-unknown": "a Kubernetes patch release newer than the newest one k8sseed knows of",
     "no-login-user": "no os.users entry with an SSH key or a password: nobody can log in to the nodes",
+    "single-etcd-member": "cluster.topology external-etcd with one etcd node: no fault tolerance",
+    "etcd-unverified": "an etcd.version with no sha256 known: nodes can only use an etcd binary already installed at "
+                       "that version",
 }
 
 

@@ -7,7 +7,7 @@ import ipaddress
 from dataclasses import dataclass
 from enum import Enum
 
-from k8sseed.pki import ClusterPKI
+from k8sseed.pki import CertAndKey, ClusterPKI, issue_leaf
 from k8sseed.profile.model import BgpPeer, Node, Profile
 from k8sseed.repository_keys import (
     DOCKER_KEY_FINGERPRINT,
@@ -20,6 +20,17 @@ from k8sseed.secrets import ClusterSecret
 from k8sseed.versions import MinorFacts, facts_for
 
 CRI_SOCKET = "unix:///var/run/cri-dockerd.sock"
+ETCD_CLIENT_PORT = 2379
+ETCD_PEER_PORT = 2380
+
+
+@dataclass(frozen=True)
+class EtcdMemberCerts:
+    """What one external etcd member carries: its server certificate (also its client certificate towards its
+    peers' client port) and its peer certificate, both from the etcd CA."""
+
+    server: CertAndKey
+    peer: CertAndKey
 
 
 class Duty(str, Enum):
@@ -28,6 +39,7 @@ class Duty(str, Enum):
     INIT = "init"  # first control-plane node: kubeadm init (unless the split-brain guard finds a cluster)
     CONTROL_PLANE_JOIN = "control-plane-join"
     WORKER_JOIN = "worker-join"
+    ETCD = "etcd"  # an external etcd member: runs etcd as a systemd service, no kubeadm
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,33 @@ class ClusterPlan:
     bgp_passwords: tuple[tuple[str, str], ...]  # (peer name, MD5 key) for peers with password: true
     vrrp_password: str
     status_keys: tuple[tuple[str, str], ...] = ()  # (node, hex HMAC key for its status reports)
+    # external etcd: each etcd node's certificates, and each control plane's apiserver-etcd-client certificate
+    etcd_member_certs: tuple[tuple[str, EtcdMemberCerts], ...] = ()
+    etcd_client_certs: tuple[tuple[str, CertAndKey], ...] = ()
+
+    @property
+    def external_etcd(self) -> bool:
+        return self.profile.external_etcd
+
+    @property
+    def etcd_nodes(self) -> tuple[NodePlan, ...]:
+        return tuple(n for n in self.nodes if n.node.is_etcd)
+
+    def etcd_certs_for(self, node: NodePlan) -> EtcdMemberCerts:
+        return dict(self.etcd_member_certs)[node.name]
+
+    def etcd_client_cert_for(self, node: NodePlan) -> CertAndKey:
+        return dict(self.etcd_client_certs)[node.name]
+
+    def etcd_client_url(self, node: NodePlan) -> str:
+        return f"https://{node.node.address}:{ETCD_CLIENT_PORT}"
+
+    def etcd_peer_url(self, node: NodePlan) -> str:
+        return f"https://{node.node.address}:{ETCD_PEER_PORT}"
+
+    @property
+    def etcd_endpoints(self) -> tuple[str, ...]:
+        return tuple(self.etcd_client_url(n) for n in self.etcd_nodes)
 
     def status_key(self, node: NodePlan) -> str:
         return self._status_key_by_node[node.name]
@@ -102,15 +141,17 @@ class ClusterPlan:
 
     def earlier_control_planes(self, node: NodePlan) -> tuple[NodePlan, ...]:
         """The control planes a control-plane node waits for before it joins (each a started etcd member with a
-        ready API server), in bootstrap order: stacked etcd grows one member at a time. Workers wait for none."""
-        if not node.node.is_control_plane:
+        ready API server), in bootstrap order: stacked etcd grows one member at a time. Workers wait for none, and
+        with external etcd nobody does: a control-plane join adds no etcd member there."""
+        if not node.node.is_control_plane or self.external_etcd:
             return ()
         return tuple(sorted((cp for cp in self.control_planes if cp.bootstrap_order < node.bootstrap_order),
                             key=lambda cp: cp.bootstrap_order))
 
     def other_control_planes(self, node: NodePlan) -> tuple[NodePlan, ...]:
-        """The etcd members a control plane may ask to remove its own member before a reset, in bootstrap order."""
-        if not node.node.is_control_plane:
+        """The etcd members a control plane may ask to remove its own member before a reset, in bootstrap order
+        (none with external etcd: a control plane has no etcd member there)."""
+        if not node.node.is_control_plane or self.external_etcd:
             return ()
         return tuple(sorted((cp for cp in self.control_planes if cp.name != node.name),
                             key=lambda cp: cp.bootstrap_order))
@@ -191,17 +232,44 @@ def make_plan(profile: Profile, secret: ClusterSecret, pki: ClusterPKI) -> Clust
         raise ValueError(f"unsupported Kubernetes version {profile.cluster.kubernetes_version}")
     first_cp = next(n for n in profile.nodes if n.is_control_plane)
     ordered = [first_cp] + [n for n in profile.nodes if n.is_control_plane and n is not first_cp]
-    ordered += [n for n in profile.nodes if not n.is_control_plane]
+    ordered += [n for n in profile.nodes if not n.is_control_plane and not n.is_etcd]
+    # etcd members last: they wait for nobody (they form their cluster among themselves), and the init node
+    # keeps order 0 as in every other topology.
+    ordered += [n for n in profile.nodes if n.is_etcd]
     order = {n.name: i for i, n in enumerate(ordered)}
 
     def duty(node: Node) -> Duty:
         if node is first_cp:
             return Duty.INIT
+        if node.is_etcd:
+            return Duty.ETCD
         return Duty.CONTROL_PLANE_JOIN if node.is_control_plane else Duty.WORKER_JOIN
 
     nodes = tuple(NodePlan(n, duty(n), order[n.name]) for n in profile.nodes)
     peers = profile.bgp.peers if profile.bgp else ()
     bgp_passwords = tuple((p.name, secret.bgp_password(p.name)) for p in peers if p.password)
+    member_certs, client_certs = _etcd_certs(profile, secret, pki) if profile.external_etcd else ((), ())
     return ClusterPlan(profile, facts, pki, secret.bootstrap_token, nodes, _hash_passwords(profile, secret),
                        bgp_passwords, secret.vrrp_password,
-                       tuple((n.name, secret.status_key(n.name)) for n in profile.nodes))
+                       tuple((n.name, secret.status_key(n.name)) for n in profile.nodes),
+                       member_certs, client_certs)
+
+
+def _etcd_certs(profile: Profile, secret: ClusterSecret, pki: ClusterPKI) -> tuple[
+        tuple[tuple[str, EtcdMemberCerts], ...], tuple[tuple[str, CertAndKey], ...]]:
+    """Every etcd member's server and peer certificate and every control plane's etcd client certificate,
+    issued here from the etcd CA (no node but the build holds its key in this topology)."""
+    members = []
+    for n in profile.nodes:
+        if n.is_etcd:
+            names, ips = (n.name, "localhost"), (n.address, "127.0.0.1")
+            members.append((n.name, EtcdMemberCerts(
+                server=issue_leaf(secret, pki.etcd_ca, f"etcd-server/{n.name}", n.name, server=True,
+                                  dns_names=names, ips=ips),
+                peer=issue_leaf(secret, pki.etcd_ca, f"etcd-peer/{n.name}", n.name, server=True,
+                                dns_names=names, ips=ips))))
+    # kubeadm's name for the API server's etcd client certificate; one key per control plane.
+    clients = tuple((n.name, issue_leaf(secret, pki.etcd_ca, f"apiserver-etcd-client/{n.name}",
+                                        "kube-apiserver-etcd-client", server=False))
+                    for n in profile.nodes if n.is_control_plane)
+    return tuple(members), clients

@@ -13,6 +13,7 @@ from k8sseed.components.apt_repositories import apt_repositories_fragment
 from k8sseed.components.bird import bird_fragment
 from k8sseed.components.bootstrap import bootstrap_fragment, env_file
 from k8sseed.components.etcd_membership import etcd_membership_fragment
+from k8sseed.components.external_etcd import external_etcd_fragment
 from k8sseed.components.keepalived_haproxy import keepalived_haproxy_fragment
 from k8sseed.components.kubernetes import kubernetes_fragment
 from k8sseed.components.load_balancer import load_balancer_fragment
@@ -30,12 +31,15 @@ COMPONENTS: tuple[Component, ...] = (
     runtime_fragment,
     kubernetes_fragment,
     etcd_membership_fragment,
+    external_etcd_fragment,
     load_balancer_fragment,
     bird_fragment,
     keepalived_haproxy_fragment,
     addons_fragment,
     bootstrap_fragment,
 )
+# An external etcd member is no Kubernetes node: host identity, etcd, and the bootstrap that starts it.
+ETCD_COMPONENTS: tuple[Component, ...] = (system_fragment, external_etcd_fragment, bootstrap_fragment)
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,8 @@ class _UserData:
 
 
 def _collect(plan: ClusterPlan, node: NodePlan) -> _UserData:
-    fragments: list[NodeFragment] = [component(plan, node) for component in COMPONENTS]
+    components = ETCD_COMPONENTS if node.node.is_etcd else COMPONENTS
+    fragments: list[NodeFragment] = [component(plan, node) for component in components]
     config: dict[str, Any] = {}
     files: list[NodeFile] = []
     env: list[tuple[str, str | tuple[str, ...]]] = []

@@ -150,3 +150,23 @@ def cri_dockerd_releases_text() -> str:
 
 
 PURELB_V2_SINCE = (0, 15, 0)  # purelb.io/v2 API and the purelb-system namespace
+
+
+# etcd releases for the external-etcd topology: the release tarball's sha256 per arch
+# (etcd-v{version}-linux-{arch}.tar.gz from github.com/etcd-io/etcd/releases). Sums as listed in kubespray's
+# checksum table (roles/kubespray-defaults/defaults/main/checksums.yml, etcd_binary_checksums, at 011b76d5);
+# 3.5.6 cross-checked with a second, independent table. 3.5.x serves Kubernetes 1.24 to 1.36 (kubeadm's own
+# etcd image for those minors is a 3.5 release; 3.4 clients and servers speak the same v3 API).
+ETCD_RELEASES: dict[str, dict[str, str]] = {
+    "3.5.12": {"amd64": "f2ff0cb43ce119f55a85012255609b61c64263baea83aa7c8e6846c0938adca5",
+               "arm64": "31f30c01918771ece28d6e553e0f33be9483ced989896ecf6bbe1edb07786141"},
+    "3.5.11": {"amd64": "e256885e753dc99001335e099d3c2eb8cf21a865a087ee4d7e3665752ae5929a",
+               "arm64": "6edf0cddc8fa2d7674129abe2e44d5a37cc3a6e3b500c13c6cbc2ed2ecf08bf4"},
+    "3.5.10": {"amd64": "26e90d024fa2310bc52bb40e7f2132e81640b55f8fc446c00ae07e30af2a44fd",
+               "arm64": "ff74a6018d9b2a1320bff30e5a11b4f2f5c2a3d147df8a8bad53c01b9f800ee1"},
+    "3.5.9": {"amd64": "d59017044eb776597eca480432081c5bb26f318ad292967029af1f62b588b042",
+              "arm64": "bb201c106a61bbab59e2d9f37f4bdff99d50201f513c66b4578741eab581fb28"},
+    "3.5.6": {"amd64": "4db32e3bc06dd0999e2171f76a87c1cffed8369475ec7aa7abee9023635670fb",
+              "arm64": "888e25c9c94702ac1254c7655709b44bb3711ebaabd3cb05439f3dd1f2b51a87"},
+}
+ETCD_DEFAULT = "3.5.12"

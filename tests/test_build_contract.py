@@ -114,6 +114,8 @@ def test_every_joiner_pins_the_spki_hash_of_the_control_plane_ca(built):
         assert expected == "sha256:" + hashlib.sha256(der).hexdigest()
         for seed in node_dirs(out):
             files = _write_files(seed)
+            if _node_env(seed)["K8SSEED_DUTY"] == "etcd":
+                continue  # an external etcd member never joins Kubernetes
             join = yaml.safe_load(files["/etc/k8sseed/kubeadm-join.yaml"])
             discovery = join["discovery"]["bootstrapToken"]
             assert discovery["caCertHashes"] == [expected]
@@ -128,7 +130,7 @@ def test_workers_carry_no_private_keys(built):
             if node["role"] == "worker":
                 assert "PRIVATE KEY" not in text
                 assert "/etc/k8sseed/pki/" not in text
-            else:
+            elif node["role"] == "control-plane":
                 assert "/etc/k8sseed/pki/ca.key" in text
 
 
@@ -238,7 +240,8 @@ def test_kubeadm_api_follows_the_version_table(built):
 def test_cri_dockerd_gets_the_pause_image_of_the_kubernetes_minor(built):
     expected = {"reference": "registry.k8s.io/pause:3.8", "keepalived-haproxy": "registry.k8s.io/pause:3.8",
                 "single-node": "registry.k8s.io/pause:3.9", "node-local": "registry.k8s.io/pause:3.10",
-                "current": "harbor.lab.example.com:5000/registry.k8s.io/pause:3.10.1"}
+                "current": "harbor.lab.example.com:5000/registry.k8s.io/pause:3.10.1",
+                "external-etcd": "registry.k8s.io/pause:3.10"}
     for stem, out in built.items():
         seed = node_dirs(out)[0]
         unit = _write_files(seed)["/etc/systemd/system/cri-docker.service"]

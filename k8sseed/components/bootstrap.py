@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from k8sseed.components import NodeFile, NodeFragment
 from k8sseed.plan import ClusterPlan, NodePlan
-from k8sseed.templating import render_static, shell_assignments
+from k8sseed.templating import render, render_static, shell_assignments
 
 SCRIPT_PATH = "/usr/local/sbin/k8sseed-bootstrap"
 UNIT_PATH = "/etc/systemd/system/k8sseed-bootstrap.service"
@@ -12,11 +12,18 @@ ENV_PATH = "/etc/k8sseed/node.env"
 REPORTER_PATH = "/usr/local/sbin/k8sseed-report"
 
 
+def _script(plan: ClusterPlan, node: NodePlan) -> str:
+    """An etcd member's bootstrap installs and starts etcd only; every other node's runs the kubeadm phases."""
+    if node.node.is_etcd:
+        return render_static("bootstrap-etcd.sh.j2")
+    return render("bootstrap.sh.j2", external_etcd=plan.external_etcd)
+
+
 def bootstrap_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
     server = plan.profile.seed_server
     return NodeFragment(
         files=(
-            NodeFile(SCRIPT_PATH, render_static("bootstrap.sh.j2"), "0755"),
+            NodeFile(SCRIPT_PATH, _script(plan, node), "0755"),
             NodeFile(UNIT_PATH, render_static("k8sseed-bootstrap.service.j2")),
             NodeFile(REPORTER_PATH, render_static("k8sseed-report.py.j2"), "0755"),
         ),

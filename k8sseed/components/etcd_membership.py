@@ -16,7 +16,8 @@ def _names_and_ips(nodes: tuple[NodePlan, ...]) -> tuple[str, ...]:
 def etcd_membership_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
     """Control planes get the etcd/API check script; every node gets the (possibly empty) lists the bootstrap
     passes to it: the control planes to wait for before joining, and the ones to ask when removing its member."""
-    files = (NodeFile(SCRIPT_PATH, render_static("k8sseed-etcd.sh.j2"), "0755"),) if node.node.is_control_plane else ()
+    stacked_cp = node.node.is_control_plane and not plan.external_etcd  # external etcd: external_etcd.py
+    files = (NodeFile(SCRIPT_PATH, render_static("k8sseed-etcd.sh.j2"), "0755"),) if stacked_cp else ()
     return NodeFragment(
         files=files,
         env=(

@@ -43,6 +43,16 @@ def _local_endpoint(plan: ClusterPlan, node: NodePlan) -> dict[str, Any]:
     return {"advertiseAddress": node.node.address, "bindPort": plan.profile.cluster.api_server_port}
 
 
+def _etcd(plan: ClusterPlan) -> dict[str, Any]:
+    """Stacked: kubeadm's local etcd. External: the etcd nodes, with this control plane's client certificate
+    (pre-placed in /etc/kubernetes/pki; kubeadm makes no etcd certificate in this topology)."""
+    if not plan.external_etcd:
+        return {"local": {"dataDir": "/var/lib/etcd"}}
+    pki = "/etc/kubernetes/pki"
+    return {"external": {"endpoints": list(plan.etcd_endpoints), "caFile": f"{pki}/etcd/ca.crt",
+                         "certFile": f"{pki}/apiserver-etcd-client.crt", "keyFile": f"{pki}/apiserver-etcd-client.key"}}
+
+
 def cluster_configuration(plan: ClusterPlan) -> dict[str, Any]:
     c = plan.profile.cluster
     return {
@@ -54,7 +64,7 @@ def cluster_configuration(plan: ClusterPlan) -> dict[str, Any]:
         "imageRepository": plan.profile.mirrors.image_repository,
         "certificatesDir": "/etc/kubernetes/pki",
         "networking": {"podSubnet": c.pod_subnet, "serviceSubnet": c.service_subnet, "dnsDomain": c.dns_domain},
-        "etcd": {"local": {"dataDir": "/var/lib/etcd"}},
+        "etcd": _etcd(plan),
         "apiServer": {"certSANs": list(plan.api_server_sans)},
         # Leader election stays on (the default) so controller-manager and scheduler fail over.
         "controllerManager": {"extraArgs": _args(plan, {"leader-elect": "true"})},

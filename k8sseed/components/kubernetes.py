@@ -14,15 +14,17 @@ PKI_DIR = "/etc/k8sseed/pki"
 
 def shared_pki_files(plan: ClusterPlan) -> tuple[NodeFile, ...]:
     """The 8 files every stacked control-plane node must share (placed into /etc/kubernetes/pki by the
-    bootstrap); kubeadm makes the per-node rest."""
+    bootstrap); kubeadm makes the per-node rest. With external etcd the etcd CA key stays with the build: the
+    control plane gets its etcd client certificate ready-made (external_etcd.py)."""
     pki = plan.pki
+    etcd_ca_key = () if plan.external_etcd else (NodeFile(f"{PKI_DIR}/etcd/ca.key", pki.etcd_ca.key_pem, "0600"),)
     return (
         NodeFile(f"{PKI_DIR}/ca.crt", pki.ca.cert_pem),
         NodeFile(f"{PKI_DIR}/ca.key", pki.ca.key_pem, "0600"),
         NodeFile(f"{PKI_DIR}/front-proxy-ca.crt", pki.front_proxy_ca.cert_pem),
         NodeFile(f"{PKI_DIR}/front-proxy-ca.key", pki.front_proxy_ca.key_pem, "0600"),
         NodeFile(f"{PKI_DIR}/etcd/ca.crt", pki.etcd_ca.cert_pem),
-        NodeFile(f"{PKI_DIR}/etcd/ca.key", pki.etcd_ca.key_pem, "0600"),
+        *etcd_ca_key,
         NodeFile(f"{PKI_DIR}/sa.key", pki.sa_key_pem, "0600"),
         NodeFile(f"{PKI_DIR}/sa.pub", pki.sa_pub_pem),
     )

@@ -22,6 +22,8 @@ from k8sseed.repository_keys import (
 )
 from k8sseed.versions import (
     CRI_DOCKERD_RELEASES,
+    ETCD_DEFAULT,
+    ETCD_RELEASES,
     IPVS_DEPRECATED_SINCE,
     NFTABLES_SINCE,
     PURELB_V2_SINCE,
@@ -204,10 +206,50 @@ def check_control_planes(src: Source) -> Iterator[Finding]:
     if count == 0:
         yield src.finding(("nodes",),
                           "no node has role 'control-plane': the first control-plane node runs kubeadm init")
-    elif count % 2 == 0:
+    elif count % 2 == 0 and _get(src.data, "cluster", "topology") != "external-etcd":
         yield src.finding(("nodes",),
                           f"{count} control-plane nodes: stacked etcd needs a majority of members to keep quorum, "
                           f"so {count} nodes tolerate no more failures than {count - 1}; use an odd number (1, 3 or 5)")
+
+
+ETCD_MAX_MEMBERS = 7
+
+
+def check_etcd_members(src: Source) -> Iterator[Finding]:
+    """external-etcd: an odd number of etcd nodes (1 for labs, with a warning; 3, 5 or 7); role etcd only there."""
+    nodes = _nodes(src)
+    etcd = [(i, n) for i, n in nodes if n.get("role") == "etcd"]
+    topology = _get(src.data, "cluster", "topology")
+    if topology not in (None, "stacked", "external-etcd"):
+        return  # the schema reports the typo; no guess about which topology was meant
+    if topology != "external-etcd":
+        for i, _ in etcd:
+            yield src.finding(("nodes", i, "role"), "role 'etcd' is for cluster.topology: external-etcd; with "
+                                                    "stacked etcd the control-plane nodes run etcd themselves")
+        return
+    count = len(etcd)
+    if not nodes:
+        return
+    if count == 0:
+        yield src.finding(("nodes",), "cluster.topology external-etcd needs nodes with role 'etcd' (3, 5 or 7 of "
+                                      "them): no node runs etcd")
+    elif count % 2 == 0:
+        yield src.finding(("nodes",),
+                          f"{count} etcd nodes: etcd needs a majority of its members ({count // 2 + 1} of {count}) to "
+                          f"keep quorum, so {count} members tolerate no more failures than {count - 1} and vote "
+                          f"slower; use an odd number: 3 (tolerates 1 failure), 5 (2) or 7 (3)")
+    elif count > ETCD_MAX_MEMBERS:
+        yield src.finding(("nodes",),
+                          f"{count} etcd nodes: every write waits for a majority ({count // 2 + 1}), and etcd "
+                          f"recommends at most {ETCD_MAX_MEMBERS} members; use 3, 5 or 7")
+    sums = _get(src.data, "etcd", "sha256")
+    if isinstance(sums, dict) and sums:
+        archs = sorted({n.get("arch", "amd64") for _, n in etcd if isinstance(n.get("arch", "amd64"), str)})
+        missing = [a for a in archs if a not in sums]
+        if missing:
+            yield src.finding(("etcd", "sha256"),
+                              f"no sum for {', '.join(missing)}, which etcd node(s) run: add "
+                              f"{', '.join(f'{a}: <sha256 of the etcd {a} tarball>' for a in missing)}")
 
 
 def check_version(src: Source) -> Iterator[Finding]:
@@ -260,6 +302,7 @@ def check_cri_dockerd(src: Source) -> Iterator[Finding]:
 
 def check_url_placeholders(src: Source) -> Iterator[Finding]:
     allowed = {"kubernetesPackages": {"minor"}, "dockerPackages": {"family"}, "criDockerd": {"version", "arch"},
+               "etcd": {"version", "arch"},
                "apt": set(), "calicoOperator": {"version"}, "calicoctl": {"version", "arch"}, "purelbCRDs": {"version"},
                "purelb": {"version"}, "kubernetesKey": {"minor"}, "dockerKey": {"family"}}
     mirrors = _get(src.data, "mirrors")
@@ -674,7 +717,7 @@ CHECKS: tuple[Check, ...] = (check_labels, check_unique, check_subnets, check_ga
                              check_control_planes, check_version, check_cri_dockerd, check_url_placeholders,
                              check_repository_keys, check_pki_dates, check_users, check_lb_mode, check_bgp,
                              check_bgp_gateway, check_purelb, check_external_ips, check_calico_version,
-                             check_node_local)
+                             check_node_local, check_etcd_members)
 
 
 def semantic_findings(src: Source) -> list[Finding]:
@@ -723,6 +766,19 @@ def warnings_for(src: Source) -> list[ProfileWarning]:
                                   "the bootstrap token never expires (cluster.bootstrapTokenTTL: 0) so nodes added "
                                   "later can join; anyone holding a seed can join a node until you delete the "
                                   "token: set e.g. bootstrapTokenTTL: 24h"))
+    if _get(src.data, "cluster", "topology") == "external-etcd":
+        etcd_nodes = sum(1 for _, n in _nodes(src) if n.get("role") == "etcd")
+        if etcd_nodes == 1:
+            out.append(ProfileWarning("single-etcd-member",
+                                      "one etcd node: the cluster stops when it stops, and its data has no copy; "
+                                      "for anything but a lab use 3 etcd nodes (one may fail) or 5 (two may)"))
+        version = _get(src.data, "etcd", "version") or ETCD_DEFAULT
+        if etcd_nodes and not _get(src.data, "etcd", "sha256") and version not in ETCD_RELEASES:
+            out.append(ProfileWarning("etcd-unverified",
+                                      f"etcd {version} is not in k8sseed's table ({', '.join(ETCD_RELEASES)}) and "
+                                      "etcd.sha256 is not set: etcd nodes use an etcd binary already installed at "
+                                      "that version and refuse to download one unchecked; set etcd.sha256 to the "
+                                      "release tarballs' sums to let them download it"))
     if not _can_log_in(src):
         out.append(ProfileWarning("no-login-user",
                                   "no os.users entry has an SSH key or a password, so nobody can log in to the nodes "

@@ -9,11 +9,13 @@ from enum import Enum
 from typing import Any
 
 from k8sseed.profile.checks import endpoint_host_port
+from k8sseed.versions import ETCD_DEFAULT, ETCD_RELEASES
 
 
 class Role(str, Enum):
     CONTROL_PLANE = "control-plane"
     WORKER = "worker"
+    ETCD = "etcd"  # an external etcd member (cluster.topology external-etcd)
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,10 @@ class Node:
     @property
     def is_control_plane(self) -> bool:
         return self.role is Role.CONTROL_PLANE
+
+    @property
+    def is_etcd(self) -> bool:
+        return self.role is Role.ETCD
 
 
 @dataclass(frozen=True)
@@ -196,6 +202,18 @@ class SeedServer:
 
 
 @dataclass(frozen=True)
+class Etcd:
+    """The external etcd members' release: version and the tarball sums per arch."""
+
+    version: str
+    sha256: tuple[tuple[str, str], ...]  # (arch, sum); empty: none known (only a preinstalled etcd will do)
+    mirror: str  # tarball URL with {version} and {arch}
+
+    def sha256_for(self, arch: str) -> str | None:
+        return dict(self.sha256).get(arch)
+
+
+@dataclass(frozen=True)
 class Profile:
     cluster: Cluster
     lb_mode: str
@@ -222,6 +240,11 @@ class Profile:
     nodes: tuple[Node, ...]
     acknowledged: frozenset[str] = frozenset()  # warning ids the profile accepts
     seed_server: SeedServer | None = None
+    etcd: Etcd | None = None  # set with cluster.topology external-etcd
+
+    @property
+    def external_etcd(self) -> bool:
+        return self.cluster.topology == "external-etcd"
 
     def cri_dockerd_sha256_for(self, arch: str) -> str | None:
         return dict(self.cri_dockerd_sha256).get(arch)
@@ -284,6 +307,12 @@ def _sums(cri_dockerd: dict[str, Any], nodes: tuple[Node, ...]) -> tuple[tuple[s
     return tuple(sorted((sums or {}).items()))
 
 
+def _etcd(raw: dict[str, Any], mirror: str) -> Etcd:
+    version = raw.get("version") or ETCD_DEFAULT
+    sums = raw.get("sha256") or ETCD_RELEASES.get(version, {})
+    return Etcd(version, tuple(sorted(sums.items())), mirror)
+
+
 def _fingerprint(text: str | None) -> str | None:
     return text.upper() if text else None
 
@@ -334,4 +363,5 @@ def build_model(data: dict[str, Any]) -> Profile:
         nodes=nodes,
         acknowledged=frozenset(data["acknowledge"]),
         seed_server=_seed_server(data["seedServer"]) if "seedServer" in data else None,
+        etcd=_etcd(data["etcd"], mi["etcd"]) if c["topology"] == "external-etcd" else None,
     )
