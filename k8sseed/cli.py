@@ -1,4 +1,4 @@
-"""The k8sseed command line: init, validate, build, render, inspect, serve, status, rearm, pxe-config."""
+"""The k8sseed command line: init, validate, build, render, inspect, serve, status, rearm, pxe-config, attach."""
 
 from __future__ import annotations
 
@@ -490,6 +490,13 @@ def _built_manifest(out: Path) -> dict:
     if manifest is None:
         _fail(f"{out} holds no k8sseed build (no manifest.json)")
     return manifest
+
+
+# --- k8sseed attach (Redfish virtual media): the command lives in k8sseed.bmc ---
+from k8sseed.bmc.attach_command import attach_command  # noqa: E402
+
+cli.add_command(attach_command)
+# --- end of k8sseed attach ---
 
 
 def main() -> None:
