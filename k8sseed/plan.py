@@ -52,6 +52,7 @@ class ClusterPlan:
     bgp_passwords: tuple[tuple[str, str], ...]  # (peer name, MD5 key) for peers with password: true
     vrrp_password: str
     status_keys: tuple[tuple[str, str], ...] = ()  # (node, hex HMAC key for its status reports)
+    secrets_encryption_key: str = ""  # base64 secretbox key for Secrets at rest (control-plane seeds only)
 
     def status_key(self, node: NodePlan) -> str:
         return self._status_key_by_node[node.name]
@@ -204,4 +205,5 @@ def make_plan(profile: Profile, secret: ClusterSecret, pki: ClusterPKI) -> Clust
     bgp_passwords = tuple((p.name, secret.bgp_password(p.name)) for p in peers if p.password)
     return ClusterPlan(profile, facts, pki, secret.bootstrap_token, nodes, _hash_passwords(profile, secret),
                        bgp_passwords, secret.vrrp_password,
-                       tuple((n.name, secret.status_key(n.name)) for n in profile.nodes))
+                       tuple((n.name, secret.status_key(n.name)) for n in profile.nodes),
+                       secrets_encryption_key=secret.secrets_encryption_key)

@@ -12,6 +12,7 @@ from k8sseed.components.addons import addons_fragment
 from k8sseed.components.apt_repositories import apt_repositories_fragment
 from k8sseed.components.bird import bird_fragment
 from k8sseed.components.bootstrap import bootstrap_fragment, env_file
+from k8sseed.components.cert_renewal import cert_renewal_fragment
 from k8sseed.components.etcd_membership import etcd_membership_fragment
 from k8sseed.components.keepalived_haproxy import keepalived_haproxy_fragment
 from k8sseed.components.kubernetes import kubernetes_fragment
@@ -19,6 +20,7 @@ from k8sseed.components.load_balancer import load_balancer_fragment
 from k8sseed.components.network import network_config
 from k8sseed.components.os_prep import os_prep_fragment
 from k8sseed.components.runtime import runtime_fragment
+from k8sseed.components.secrets_encryption import secrets_encryption_fragment
 from k8sseed.components.system import system_fragment
 from k8sseed.plan import ClusterPlan, NodePlan
 from k8sseed.yamltext import dump, dump_mapping, dump_memoised
@@ -29,12 +31,14 @@ COMPONENTS: tuple[Component, ...] = (
     apt_repositories_fragment,
     runtime_fragment,
     kubernetes_fragment,
+    secrets_encryption_fragment,
     etcd_membership_fragment,
     load_balancer_fragment,
     bird_fragment,
     keepalived_haproxy_fragment,
     addons_fragment,
     bootstrap_fragment,
+    cert_renewal_fragment,
 )
 
 
