@@ -38,10 +38,21 @@ def _fail(message: str, code: int = EXIT_OTHER) -> None:
     sys.exit(code)
 
 
-def _secret_path(profile: Path, secret: Path | None) -> Path:
-    from k8sseed.build import default_secret_path
+def _secret_source(profile: Path, secret: Path | None, secret_cmd: str | None) -> Any:
+    """--secret-cmd / --secret, else $K8SSEED_SECRET, else PROFILE's .secret file (k8sseed.secret_source)."""
+    import os
 
-    return secret if secret is not None else default_secret_path(profile)
+    from k8sseed.build import default_secret_path
+    from k8sseed.secret_source import choose_secret_source
+
+    try:
+        return choose_secret_source(default_secret_path(profile), secret, secret_cmd, os.environ)
+    except ValueError as exc:
+        _fail(str(exc), EXIT_PROFILE)
+
+
+SECRET_CMD_HELP = ("Command whose output is the cluster secret, run with /bin/sh (e.g. 'sops -d cluster.secret.enc'). "
+                   "Precedence: --secret-cmd or --secret, then $K8SSEED_SECRET (the secret itself), then the file.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -140,16 +151,18 @@ def validate(profile: Path) -> None:
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output directory.")
 @click.option("--secret", type=click.Path(dir_okay=False, path_type=Path),
               help="Cluster secret file (default: PROFILE with .secret).")
+@click.option("--secret-cmd", metavar="COMMAND", help=SECRET_CMD_HELP)
 @click.option("--force", is_flag=True,
               help="Replace OUT even if it holds another cluster's seeds or files k8sseed did not write.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Processes building seeds (default: one per CPU for large profiles). The output is the same.")
-def build(profile: Path, out: Path, secret: Path | None, force: bool, jobs: int | None) -> None:
+def build(profile: Path, out: Path, secret: Path | None, secret_cmd: str | None, force: bool,
+          jobs: int | None) -> None:
     """Build one NoCloud seed ISO and seed directory per node into OUT."""
     from k8sseed.build import build as run_build
 
     try:
-        result = run_build(profile, _secret_path(profile, secret), out, force=force, jobs=jobs)
+        result = run_build(profile, _secret_source(profile, secret, secret_cmd), out, force=force, jobs=jobs)
     except ProfileError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_PROFILE)
@@ -173,15 +186,16 @@ def build(profile: Path, out: Path, secret: Path | None, force: bool, jobs: int 
 @click.argument("node")
 @click.option("--secret", type=click.Path(dir_okay=False, path_type=Path),
               help="Cluster secret file (default: PROFILE with .secret).")
+@click.option("--secret-cmd", metavar="COMMAND", help=SECRET_CMD_HELP)
 @click.option("--file", "which", type=click.Choice(["user-data", "meta-data", "network-config"]),
               default="user-data", show_default=True)
-def render(profile: Path, node: str, secret: Path | None, which: str) -> None:
+def render(profile: Path, node: str, secret: Path | None, secret_cmd: str | None, which: str) -> None:
     """Print one file of NODE's seed on stdout."""
     from k8sseed.build import load_plan
     from k8sseed.seed import build_seed
 
     try:
-        plan, _, _ = load_plan(profile, _secret_path(profile, secret))
+        plan, _, _ = load_plan(profile, _secret_source(profile, secret, secret_cmd))
     except ProfileError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_PROFILE)
@@ -324,6 +338,7 @@ def _listen_address(text: str) -> tuple[str, int]:
               help="The profile OUT was built from (node serials and UUIDs, allowed networks, PXE settings).")
 @click.option("--secret", type=click.Path(dir_okay=False, path_type=Path),
               help="Cluster secret file, to check the nodes' signed status reports (default: PROFILE with .secret).")
+@click.option("--secret-cmd", metavar="COMMAND", help=SECRET_CMD_HELP)
 @click.option("--listen", "listen", default="127.0.0.1:8080", show_default=True, metavar="ADDRESS:PORT",
               help="Address and port to listen on (port 0: any free port, printed at start).")
 @click.option("--url", "url", metavar="URL", help="The URL nodes reach this server at, for iPXE scripts "
@@ -332,8 +347,8 @@ def _listen_address(text: str) -> tuple[str, int]:
               help="Status and hand-out records (default: OUT.serve-state beside OUT).")
 @click.option("--log", "log_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also append the request log to this file.")
-def serve(out: Path, profile: Path, secret: Path | None, listen: str, url: str | None, state_dir: Path | None,
-          log_file: Path | None) -> None:
+def serve(out: Path, profile: Path, secret: Path | None, secret_cmd: str | None, listen: str, url: str | None,
+          state_dir: Path | None, log_file: Path | None) -> None:
     """Serve OUT's seeds over HTTP for NoCloud and iPXE, and collect the nodes' bootstrap status.
 
     \b
@@ -348,7 +363,6 @@ def serve(out: Path, profile: Path, secret: Path | None, listen: str, url: str |
     import logging
     import os
 
-    from k8sseed.secrets import read_secret
     from k8sseed.serve.app import SeedServer, ServeError, Settings, run, state_dir_for
     from k8sseed.serve.log_writer import LogWriter, WriterHandler
     from k8sseed.serve.pxe_config import PxeConfigError, server_base
@@ -359,7 +373,7 @@ def serve(out: Path, profile: Path, secret: Path | None, listen: str, url: str |
     except PxeConfigError as exc:
         _fail(str(exc).replace("--server", "--url"), EXIT_PROFILE)
     try:
-        cluster_secret = read_secret(_secret_path(profile, secret))
+        cluster_secret = _secret_source(profile, secret, secret_cmd).read()
     except SecretError as exc:
         _fail(str(exc))
     fds = [sys.stderr.fileno()]
