@@ -7,7 +7,7 @@ from typing import Any
 
 from k8sseed.components import NodeFile, NodeFragment
 from k8sseed.plan import ClusterPlan, NodePlan
-from k8sseed.yamltext import dump
+from k8sseed.yamltext import dump_all
 
 ENCRYPTION_API = "apiserver.config.k8s.io/v1"
 # Outside /etc/kubernetes/pki and manifests, which `kubeadm reset` empties before a retried init or join.
@@ -42,4 +42,4 @@ def api_server_volume() -> dict[str, Any]:
 def secrets_encryption_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
     if not node.node.is_control_plane:
         return NodeFragment()
-    return NodeFragment(files=(NodeFile(ENCRYPTION_CONFIG, dump(encryption_configuration(plan)), "0600"),))
+    return NodeFragment(files=(NodeFile(ENCRYPTION_CONFIG, dump_all([encryption_configuration(plan)]), "0600"),))
