@@ -14,6 +14,7 @@ from k8sseed.pki import derive_pki
 from k8sseed.plan import ClusterPlan, make_plan
 from k8sseed.profile import load_profile
 from k8sseed.router_configs import router_configs
+from k8sseed.secret_source import SecretSource
 from k8sseed.secrets import read_secret
 from k8sseed.seed_workers import write_all_seeds
 from k8sseed.writers.manifest import (
@@ -56,9 +57,11 @@ def default_secret_path(profile_path: Path) -> Path:
     return profile_path.with_suffix(".secret")
 
 
-def load_plan(profile_path: Path, secret_path: Path) -> tuple[ClusterPlan, tuple[ProfileWarning, ...], str]:
+def load_plan(profile_path: Path, secret_path: Path | SecretSource
+              ) -> tuple[ClusterPlan, tuple[ProfileWarning, ...], str]:
+    """The secret is read (its command run) only once the profile is valid."""
     loaded = load_profile(profile_path)
-    secret = read_secret(secret_path)
+    secret = read_secret(secret_path) if isinstance(secret_path, Path) else secret_path.read()
     c = loaded.profile.cluster
     pki = derive_pki(secret, c.pki_not_before, c.ca_validity_days)
     plan = make_plan(loaded.profile, secret, pki)
@@ -98,7 +101,7 @@ def _losses(target: Path, previous: dict | None, plan: ClusterPlan) -> list[str]
     return losses
 
 
-def build(profile_path: Path, secret_path: Path, out: Path, force: bool = False,
+def build(profile_path: Path, secret_path: Path | SecretSource, out: Path, force: bool = False,
           jobs: int | None = None) -> BuildResult:
     """`jobs`: worker processes for the seeds (None: one per CPU once the profile has enough nodes)."""
     plan, warnings, profile_sha = load_plan(profile_path, secret_path)

@@ -39,10 +39,21 @@ def _fail(message: str, code: int = EXIT_OTHER) -> None:
     sys.exit(code)
 
 
-def _secret_path(profile: Path, secret: Path | None) -> Path:
-    from k8sseed.build import default_secret_path
+def _secret_source(profile: Path, secret: Path | None, secret_cmd: str | None) -> Any:
+    """--secret-cmd / --secret, else $K8SSEED_SECRET, else PROFILE's .secret file (k8sseed.secret_source)."""
+    import os
 
-    return secret if secret is not None else default_secret_path(profile)
+    from k8sseed.build import default_secret_path
+    from k8sseed.secret_source import choose_secret_source
+
+    try:
+        return choose_secret_source(default_secret_path(profile), secret, secret_cmd, os.environ)
+    except ValueError as exc:
+        _fail(str(exc), EXIT_PROFILE)
+
+
+SECRET_CMD_HELP = ("Command whose output is the cluster secret, run with /bin/sh (e.g. 'sops -d cluster.secret.enc'). "
+                   "Precedence: --secret-cmd or --secret, then $K8SSEED_SECRET (the secret itself), then the file.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -142,16 +153,18 @@ def validate(profile: Path) -> None:
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output directory.")
 @click.option("--secret", type=click.Path(dir_okay=False, path_type=Path),
               help="Cluster secret file (default: PROFILE with .secret).")
+@click.option("--secret-cmd", metavar="COMMAND", help=SECRET_CMD_HELP)
 @click.option("--force", is_flag=True,
               help="Replace OUT even if it holds another cluster's seeds or files k8sseed did not write.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Processes building seeds (default: one per CPU for large profiles). The output is the same.")
-def build(profile: Path, out: Path, secret: Path | None, force: bool, jobs: int | None) -> None:
+def build(profile: Path, out: Path, secret: Path | None, secret_cmd: str | None, force: bool,
+          jobs: int | None) -> None:
     """Build one NoCloud seed ISO and seed directory per node into OUT."""
     from k8sseed.build import build as run_build
 
     try:
-        result = run_build(profile, _secret_path(profile, secret), out, force=force, jobs=jobs)
+        result = run_build(profile, _secret_source(profile, secret, secret_cmd), out, force=force, jobs=jobs)
     except ProfileError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_PROFILE)
@@ -175,15 +188,16 @@ def build(profile: Path, out: Path, secret: Path | None, force: bool, jobs: int 
 @click.argument("node")
 @click.option("--secret", type=click.Path(dir_okay=False, path_type=Path),
               help="Cluster secret file (default: PROFILE with .secret).")
+@click.option("--secret-cmd", metavar="COMMAND", help=SECRET_CMD_HELP)
 @click.option("--file", "which", type=click.Choice(["user-data", "meta-data", "network-config"]),
               default="user-data", show_default=True)
-def render(profile: Path, node: str, secret: Path | None, which: str) -> None:
+def render(profile: Path, node: str, secret: Path | None, secret_cmd: str | None, which: str) -> None:
     """Print one file of NODE's seed on stdout."""
     from k8sseed.build import load_plan
     from k8sseed.seed import build_seed
 
     try:
-        plan, _, _ = load_plan(profile, _secret_path(profile, secret))
+        plan, _, _ = load_plan(profile, _secret_source(profile, secret, secret_cmd))
     except ProfileError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_PROFILE)
@@ -223,13 +237,176 @@ def _shell_values(text: str) -> dict[str, str]:
     return values
 
 
+def _written_files(files: dict[str, bytes]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """user-data's write_files entries, and their contents by path."""
+    user = _yaml_mapping(files.get("user-data"))
+    write_files = [f for f in user.get("write_files") or [] if isinstance(f, dict) and isinstance(f.get("path"), str)]
+    return write_files, {f["path"]: f.get("content") if isinstance(f.get("content"), str) else "" for f in write_files}
+
+
+def _seed_info(files: dict[str, bytes]) -> dict[str, Any]:
+    """_seed_summary plus the certificates, private keys, CA pins and bootstrap token the seed carries."""
+    from k8sseed.seed_credentials import seed_credentials
+
+    return {**_seed_summary(files), **seed_credentials(_written_files(files)[1])}
+
+
+def _echo_credentials(info: dict[str, Any], indent: str = "  ") -> None:
+    from k8sseed.seed_credentials import days_left
+
+    click.echo(f"{indent}certificates: {len(info['certificates'])}")
+    for cert in info["certificates"]:
+        if "error" in cert:
+            click.echo(f"{indent}  {cert['location']}: {cert['error']}")
+            continue
+        kind = "CA" if cert["ca"] else "leaf"
+        key = "private key on this seed" if cert["privateKeyPresent"] else "no private key"
+        click.echo(f"{indent}  {cert['location']}: {cert['subject']} ({kind}, {key})")
+        if cert["sans"]:
+            click.echo(f"{indent}    SANs: {', '.join(cert['sans'])}")
+        left = days_left(cert["notAfter"])
+        when = f"{left} days left" if left >= 0 else f"EXPIRED {-left} days ago"
+        click.echo(f"{indent}    valid {cert['notBefore']} to {cert['notAfter']} ({when})")
+        click.echo(f"{indent}    SHA-256 {cert['sha256Fingerprint']}")
+    lone = [k for k in info["privateKeys"] if not k["certificate"]]
+    for key in lone:
+        click.echo(f"{indent}private key without a certificate: {key['location']} ({key['type']})")
+    for key in info["encryptionKeys"]:
+        click.echo(f"{indent}encryption key at rest: {key['provider']} key '{key['name']}' for "
+                   f"{', '.join(key['resources'])} ({key['location']})")
+    token = info["bootstrapToken"]
+    for created in token["created"]:
+        click.echo(f"{indent}bootstrap token {created['id']}: {created['lifetime']} "
+                   "(created by this node's kubeadm init)")
+    if token["joinTokenId"] and not token["created"]:
+        click.echo(f"{indent}joins with bootstrap token {token['joinTokenId']} (its lifetime is set in the init node's "
+                   "seed)")
+    for pin, matches in zip(token["caCertHashes"], token["caCertHashesMatch"], strict=True):
+        click.echo(f"{indent}trusts CA {pin}" + (" (the CA on this seed)" if matches else ""))
+
+
+def _read_seed_dir(directory: Path) -> dict[str, bytes]:
+    files = {}
+    for name in ("user-data", "meta-data", "network-config"):
+        try:
+            files[name] = (directory / name).read_bytes()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            _fail(f"{directory / name}: cannot read: {exc.strerror}")
+    return files
+
+
+def _inspect_out(out: Path, manifest: dict[str, Any], as_json: bool) -> None:
+    """Every node of a build: its seed summary and credentials; the token lifetime from the init node's seed."""
+    nodes = []
+    for entry in manifest["nodes"]:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", name):
+            continue
+        files = _read_seed_dir(out / name)
+        if "user-data" not in files:
+            _fail(f"{out / name} holds no user-data: the build in {out} is incomplete; rebuild it")
+        nodes.append({"name": name, "role": entry.get("role"), **_seed_info(files)})
+    tokens = [t for n in nodes for t in n["bootstrapToken"]["created"]]
+    if as_json:
+        click.echo(json.dumps({"out": str(out), "clusterName": manifest.get("clusterName"),
+                               "caCertHash": manifest.get("caCertHash"), "bootstrapTokens": tokens,
+                               "nodes": nodes}, indent=2))
+        return
+    click.echo(f"{out}: cluster {manifest.get('clusterName')}, {len(nodes)} seeds, CA {manifest.get('caCertHash')}")
+    for token in tokens:
+        click.echo(f"  bootstrap token {token['id']}: {token['lifetime']}")
+    for node in nodes:
+        keys = "holds private keys" if node["holdsPrivateKey"] else "no private keys"
+        click.echo(f"{node['name']} ({node['role']}, {keys}):")
+        _echo_credentials(node, "  ")
+
+
+@cli.command()
+@click.argument("target", type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def inspect(target: Path, as_json: bool) -> None:
+    """Show what is on a seed: an ISO, a seed directory, or every seed of a build (OUT).
+
+    Node name, addresses, cluster, duty and files; every certificate (subject, SANs, validity, SHA-256
+    fingerprint, CA or leaf, whether its private key is on the seed) and the bootstrap token's lifetime.
+    """
+    from k8sseed.writers.manifest import read_manifest
+
+    if target.is_dir():
+        if (target / "manifest.json").is_file():
+            try:
+                manifest = read_manifest(target)
+            except OutputError as exc:
+                _fail(str(exc))
+            assert manifest is not None
+            _inspect_out(target, manifest, as_json)
+            return
+        if not (target / "user-data").is_file():
+            _fail(f"{target} is neither a seed directory (user-data, meta-data, network-config) nor a k8sseed "
+                  "build (manifest.json)")
+        files = _read_seed_dir(target)
+        _show_seed(str(target), None, files, as_json)
+        return
+    _inspect_iso(target, as_json)
+
+
+def _inspect_iso(iso: Path, as_json: bool) -> None:
+    from pycdlib.pycdlibexception import PyCdlibException
+
+    from k8sseed.writers.iso import read_iso
+
+    try:
+        data = iso.read_bytes()
+    except OSError as exc:
+        _fail(f"{iso}: cannot read: {exc.strerror}")
+    try:
+        label, files = read_iso(data)
+    except PyCdlibException as exc:
+        _fail(f"{iso}: not a readable ISO 9660 image ({exc})")
+    except (ValueError, LookupError, AttributeError, TypeError):  # pycdlib on some damaged images
+        _fail(f"{iso}: not a readable ISO 9660 image")
+    _show_seed(str(iso), label, files, as_json)
+
+
+def _show_seed(where: str, label: str | None, files: dict[str, bytes], as_json: bool) -> None:
+    """One seed, from an ISO (with its volume label) or a seed directory (label None)."""
+    head: dict[str, Any] = {"iso": where, "label": label, "labelOk": label == "cidata"} if label is not None \
+        else {"seedDir": where}
+    info = {**head, "files": {name: len(content) for name, content in sorted(files.items())}, **_seed_info(files)}
+    missing = [name for name in ("user-data", "meta-data") if name not in files]
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        if label is not None:
+            click.echo(f"{where}: volume label '{label}'" + ("" if info["labelOk"] else
+                                                             " (NOT cidata: NoCloud will ignore it)"))
+        else:
+            click.echo(f"{where}: seed directory")
+        for name, size in info["files"].items():
+            click.echo(f"  {name}: {size} bytes")
+        unknown = "-"
+        click.echo(f"  hostname: {info['hostname'] or unknown}  instance-id: {info['instanceId'] or unknown}  "
+                   f"duty: {info['duty'] or unknown}")
+        by_name = "none (interface matched by name)" if info["addresses"] else unknown
+        click.echo(f"  IP: {', '.join(info['addresses']) or unknown}  MAC: {', '.join(info['macs']) or by_name}")
+        click.echo(f"  cluster: {info['cluster'] or unknown}  endpoint: {info['controlPlaneEndpoint'] or unknown}  "
+                   f"Kubernetes: {info['kubernetesVersion'] or unknown}")
+        click.echo(f"  private keys on this seed: {'yes' if info['holdsPrivateKey'] else 'no'}")
+        for path in info["writeFiles"]:
+            click.echo(f"  writes {path}")
+        _echo_credentials(info)
+    if missing:
+        _fail(f"{where} holds no {' and no '.join(missing)}: it is not a NoCloud seed that cloud-init would use")
+
+
 def _seed_summary(files: dict[str, bytes]) -> dict[str, Any]:
     """What a node will be, read from its seed: network-config, node.env and the kubeadm configuration."""
     import yaml
 
-    meta, user, net = (_yaml_mapping(files.get(n)) for n in ("meta-data", "user-data", "network-config"))
-    write_files = [f for f in user.get("write_files") or [] if isinstance(f, dict) and isinstance(f.get("path"), str)]
-    contents = {f["path"]: f.get("content") if isinstance(f.get("content"), str) else "" for f in write_files}
+    meta, net = _yaml_mapping(files.get("meta-data")), _yaml_mapping(files.get("network-config"))
+    write_files, contents = _written_files(files)
     env = _shell_values(contents.get("/etc/k8sseed/node.env", ""))
     kubeadm: dict[str, Any] = {}
     for path in ("/etc/k8sseed/kubeadm-init.yaml", "/etc/k8sseed/kubeadm-join.yaml"):
@@ -263,49 +440,6 @@ def _seed_summary(files: dict[str, bytes]) -> dict[str, Any]:
     }
 
 
-@cli.command()
-@click.argument("iso", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def inspect(iso: Path, as_json: bool) -> None:
-    """Show what is on a seed ISO: the node's name, addresses, cluster, duty and files."""
-    from pycdlib.pycdlibexception import PyCdlibException
-
-    from k8sseed.writers.iso import read_iso
-
-    try:
-        data = iso.read_bytes()
-    except OSError as exc:
-        _fail(f"{iso}: cannot read: {exc.strerror}")
-    try:
-        label, files = read_iso(data)
-    except PyCdlibException as exc:
-        _fail(f"{iso}: not a readable ISO 9660 image ({exc})")
-    except (ValueError, LookupError, AttributeError, TypeError):  # pycdlib on some damaged images
-        _fail(f"{iso}: not a readable ISO 9660 image")
-    info = {"iso": str(iso), "label": label, "labelOk": label == "cidata",
-            "files": {name: len(content) for name, content in sorted(files.items())}, **_seed_summary(files)}
-    missing = [name for name in ("user-data", "meta-data") if name not in files]
-    if as_json:
-        click.echo(json.dumps(info, indent=2))
-    else:
-        click.echo(f"{iso}: volume label '{label}'" + ("" if info["labelOk"] else
-                                                       " (NOT cidata: NoCloud will ignore it)"))
-        for name, size in info["files"].items():
-            click.echo(f"  {name}: {size} bytes")
-        unknown = "-"
-        click.echo(f"  hostname: {info['hostname'] or unknown}  instance-id: {info['instanceId'] or unknown}  "
-                   f"duty: {info['duty'] or unknown}")
-        by_name = "none (interface matched by name)" if info["addresses"] else unknown
-        click.echo(f"  IP: {', '.join(info['addresses']) or unknown}  MAC: {', '.join(info['macs']) or by_name}")
-        click.echo(f"  cluster: {info['cluster'] or unknown}  endpoint: {info['controlPlaneEndpoint'] or unknown}  "
-                   f"Kubernetes: {info['kubernetesVersion'] or unknown}")
-        click.echo(f"  private keys on this seed: {'yes' if info['holdsPrivateKey'] else 'no'}")
-        for path in info["writeFiles"]:
-            click.echo(f"  writes {path}")
-    if missing:
-        _fail(f"{iso} holds no {' and no '.join(missing)}: it is not a NoCloud seed that cloud-init would use")
-
-
 def _listen_address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
@@ -326,6 +460,7 @@ def _listen_address(text: str) -> tuple[str, int]:
               help="The profile OUT was built from (node serials and UUIDs, allowed networks, PXE settings).")
 @click.option("--secret", type=click.Path(dir_okay=False, path_type=Path),
               help="Cluster secret file, to check the nodes' signed status reports (default: PROFILE with .secret).")
+@click.option("--secret-cmd", metavar="COMMAND", help=SECRET_CMD_HELP)
 @click.option("--listen", "listen", default="127.0.0.1:8080", show_default=True, metavar="ADDRESS:PORT",
               help="Address and port to listen on (port 0: any free port, printed at start).")
 @click.option("--url", "url", metavar="URL", help="The URL nodes reach this server at, for iPXE scripts "
@@ -334,8 +469,8 @@ def _listen_address(text: str) -> tuple[str, int]:
               help="Status and hand-out records (default: OUT.serve-state beside OUT).")
 @click.option("--log", "log_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also append the request log to this file.")
-def serve(out: Path, profile: Path, secret: Path | None, listen: str, url: str | None, state_dir: Path | None,
-          log_file: Path | None) -> None:
+def serve(out: Path, profile: Path, secret: Path | None, secret_cmd: str | None, listen: str, url: str | None,
+          state_dir: Path | None, log_file: Path | None) -> None:
     """Serve OUT's seeds over HTTP for NoCloud and iPXE, and collect the nodes' bootstrap status.
 
     \b
@@ -350,7 +485,6 @@ def serve(out: Path, profile: Path, secret: Path | None, listen: str, url: str |
     import logging
     import os
 
-    from k8sseed.secrets import read_secret
     from k8sseed.serve.app import SeedServer, ServeError, Settings, run, state_dir_for
     from k8sseed.serve.log_writer import LogWriter, WriterHandler
     from k8sseed.serve.pxe_config import PxeConfigError, server_base
@@ -361,7 +495,7 @@ def serve(out: Path, profile: Path, secret: Path | None, listen: str, url: str |
     except PxeConfigError as exc:
         _fail(str(exc).replace("--server", "--url"), EXIT_PROFILE)
     try:
-        cluster_secret = read_secret(_secret_path(profile, secret))
+        cluster_secret = _secret_source(profile, secret, secret_cmd).read()
     except SecretError as exc:
         _fail(str(exc))
     fds = [sys.stderr.fileno()]

@@ -67,6 +67,7 @@ class ClusterPlan:
     # external etcd: each etcd node's certificates, and each control plane's apiserver-etcd-client certificate
     etcd_member_certs: tuple[tuple[str, EtcdMemberCerts], ...] = ()
     etcd_client_certs: tuple[tuple[str, CertAndKey], ...] = ()
+    secrets_encryption_key: str = ""  # base64 secretbox key for Secrets at rest (control-plane seeds only)
 
     @property
     def external_etcd(self) -> bool:
@@ -252,7 +253,8 @@ def make_plan(profile: Profile, secret: ClusterSecret, pki: ClusterPKI) -> Clust
     return ClusterPlan(profile, facts, pki, secret.bootstrap_token, nodes, _hash_passwords(profile, secret),
                        bgp_passwords, secret.vrrp_password,
                        tuple((n.name, secret.status_key(n.name)) for n in profile.nodes),
-                       member_certs, client_certs)
+                       member_certs, client_certs,
+                       secrets_encryption_key=secret.secrets_encryption_key)
 
 
 def _etcd_certs(profile: Profile, secret: ClusterSecret, pki: ClusterPKI) -> tuple[

@@ -31,6 +31,8 @@ LABEL_BGP_PASSWORD = "k8sseed/v1/bgp-password/{peer}"
 LABEL_VRRP_PASSWORD = "k8sseed/v1/vrrp-password"
 # HMAC-SHA256 key a node signs its bootstrap status reports with (k8sseed serve checks them).
 LABEL_STATUS_KEY = "k8sseed/v1/status-key/{node}"
+# The API server's secretbox key for Secrets at rest (32 bytes). Only control-plane seeds carry it.
+LABEL_SECRETS_ENCRYPTION_KEY = "k8sseed/v1/secrets-encryption-key"
 _PASSWORD_ALPHABET = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
@@ -64,6 +66,11 @@ class ClusterSecret:
     def status_key(self, node: str) -> str:
         """Per-node key for status reports, hex: a node can sign for itself only."""
         return self.derive(LABEL_STATUS_KEY.format(node=node)).hex()
+
+    @property
+    def secrets_encryption_key(self) -> str:
+        """The API server's secretbox key, base64 as EncryptionConfiguration wants it."""
+        return base64.b64encode(self.derive(LABEL_SECRETS_ENCRYPTION_KEY, 32)).decode("ascii")
 
     @property
     def vrrp_password(self) -> str:

@@ -12,6 +12,7 @@ from k8sseed.components.addons import addons_fragment
 from k8sseed.components.apt_repositories import apt_repositories_fragment
 from k8sseed.components.bird import bird_fragment
 from k8sseed.components.bootstrap import bootstrap_fragment, env_file
+from k8sseed.components.cert_renewal import cert_renewal_fragment
 from k8sseed.components.etcd_membership import etcd_membership_fragment
 from k8sseed.components.external_etcd import external_etcd_fragment
 from k8sseed.components.keepalived_haproxy import keepalived_haproxy_fragment
@@ -20,6 +21,7 @@ from k8sseed.components.load_balancer import load_balancer_fragment
 from k8sseed.components.network import network_config
 from k8sseed.components.os_prep import os_prep_fragment
 from k8sseed.components.runtime import runtime_fragment
+from k8sseed.components.secrets_encryption import secrets_encryption_fragment
 from k8sseed.components.system import system_fragment
 from k8sseed.plan import ClusterPlan, NodePlan
 from k8sseed.yamltext import dump, dump_mapping, dump_memoised
@@ -30,6 +32,7 @@ COMPONENTS: tuple[Component, ...] = (
     apt_repositories_fragment,
     runtime_fragment,
     kubernetes_fragment,
+    secrets_encryption_fragment,
     etcd_membership_fragment,
     external_etcd_fragment,
     load_balancer_fragment,
@@ -37,6 +40,7 @@ COMPONENTS: tuple[Component, ...] = (
     keepalived_haproxy_fragment,
     addons_fragment,
     bootstrap_fragment,
+    cert_renewal_fragment,
 )
 # An external etcd member is no Kubernetes node: host identity, etcd, and the bootstrap that starts it.
 ETCD_COMPONENTS: tuple[Component, ...] = (system_fragment, external_etcd_fragment, bootstrap_fragment)

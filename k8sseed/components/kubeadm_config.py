@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from k8sseed.components.secrets_encryption import ENCRYPTION_CONFIG, api_server_volume
 from k8sseed.plan import CRI_SOCKET, ClusterPlan, NodePlan
 
 KUBELET_API = "kubelet.config.k8s.io/v1beta1"
@@ -65,7 +66,10 @@ def cluster_configuration(plan: ClusterPlan) -> dict[str, Any]:
         "certificatesDir": "/etc/kubernetes/pki",
         "networking": {"podSubnet": c.pod_subnet, "serviceSubnet": c.service_subnet, "dnsDomain": c.dns_domain},
         "etcd": _etcd(plan),
-        "apiServer": {"certSANs": list(plan.api_server_sans)},
+        # Secrets at rest: the EncryptionConfiguration every control-plane seed writes (secrets_encryption.py).
+        "apiServer": {"certSANs": list(plan.api_server_sans),
+                      "extraArgs": _args(plan, {"encryption-provider-config": ENCRYPTION_CONFIG}),
+                      "extraVolumes": [api_server_volume()]},
         # Leader election stays on (the default) so controller-manager and scheduler fail over.
         "controllerManager": {"extraArgs": _args(plan, {"leader-elect": "true"})},
         "scheduler": {"extraArgs": _args(plan, {"leader-elect": "true"})},
@@ -106,7 +110,11 @@ def join_configuration(plan: ClusterPlan, node: NodePlan, as_control_plane: bool
 
 
 def kubelet_configuration(plan: ClusterPlan) -> dict[str, Any]:
-    return {"apiVersion": KUBELET_API, "kind": "KubeletConfiguration", "cgroupDriver": "systemd"}
+    # rotateCertificates: the kubelet renews its client certificate through the CSR API (kube-controller-manager
+    # approves and signs those). serverTLSBootstrap stays off: its kubelet-serving CSRs need an approver that
+    # Kubernetes does not ship (README: certificates over time).
+    return {"apiVersion": KUBELET_API, "kind": "KubeletConfiguration", "cgroupDriver": "systemd",
+            "rotateCertificates": True}
 
 
 def kube_proxy_configuration(plan: ClusterPlan) -> dict[str, Any]:

@@ -1,0 +1,89 @@
+"""Where the cluster secret comes from: a file (the default), a command (--secret-cmd, e.g. `sops -d`), or the
+environment (K8SSEED_SECRET), so that a profile can live in a public repository and its secret in a vault.
+
+Precedence: --secret-cmd or --secret (at most one of them), then K8SSEED_SECRET, then the file beside the profile.
+No message ever shows the secret or the command's output."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from k8sseed.errors import SecretError
+from k8sseed.secrets import SECRET_BYTES, ClusterSecret, read_secret
+
+SECRET_ENV = "K8SSEED_SECRET"
+
+
+def parse_secret(text: str, origin: str) -> ClusterSecret:
+    """The base64 secret from `origin`'s text (surrounding whitespace ignored); errors name the origin only."""
+    value = text.strip()
+    if not value:
+        raise SecretError(f"{origin} is empty; expected the cluster secret ({SECRET_BYTES} bytes in base64, "
+                          "as 'k8sseed init' writes it)")
+    try:
+        key = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SecretError(f"{origin} is not a base64 cluster secret ({len(value)} characters, not shown); "
+                          f"expected {SECRET_BYTES} bytes in base64, as 'k8sseed init' writes it") from exc
+    if len(key) != SECRET_BYTES:
+        raise SecretError(f"{origin} holds {len(key)} bytes once decoded; a cluster secret is {SECRET_BYTES} "
+                          "bytes in base64")
+    return ClusterSecret(key)
+
+
+def run_secret_command(command: str) -> ClusterSecret:
+    """Run `command` with /bin/sh (stdin stays the terminal, for a passphrase prompt); its stdout is the secret."""
+    origin = f"the output of --secret-cmd {command!r}"
+    try:
+        result = subprocess.run(["/bin/sh", "-c", command], capture_output=True, check=False)
+    except OSError as exc:
+        raise SecretError(f"--secret-cmd {command!r}: cannot run /bin/sh: {exc.strerror}") from exc
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+        last = f": {lines[-1].strip()}" if lines else " (and printed nothing on stderr)"
+        raise SecretError(f"--secret-cmd {command!r} failed with exit code {result.returncode}{last}")
+    try:
+        text = result.stdout.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise SecretError(f"{origin} is not text (not shown); expected the cluster secret in base64") from exc
+    return parse_secret(text, origin)
+
+
+@dataclass(frozen=True)
+class SecretSource:
+    """One of: a file, a command, or the environment variable's value."""
+
+    path: Path | None = None
+    command: str | None = None
+    env_value: str | None = None
+
+    def read(self) -> ClusterSecret:
+        if self.command is not None:
+            return run_secret_command(self.command)
+        if self.env_value is not None:
+            return parse_secret(self.env_value, f"the environment variable {SECRET_ENV}")
+        assert self.path is not None
+        return read_secret(self.path)
+
+
+def choose_secret_source(default_file: Path, secret_file: Path | None, secret_cmd: str | None,
+                         environ: Mapping[str, str]) -> SecretSource:
+    """--secret-cmd or --secret, else K8SSEED_SECRET (when set, even empty: that is an error), else the default file.
+    Both options at once is a usage error (ValueError)."""
+    if secret_file is not None and secret_cmd is not None:
+        raise ValueError("--secret and --secret-cmd both name the cluster secret: give one of them")
+    if secret_cmd is not None:
+        if not secret_cmd.strip():
+            raise ValueError("--secret-cmd is empty: give the command that prints the secret, "
+                             "e.g. 'sops -d cluster.secret.enc'")
+        return SecretSource(command=secret_cmd)
+    if secret_file is not None:
+        return SecretSource(path=secret_file)
+    if SECRET_ENV in environ:
+        return SecretSource(env_value=environ[SECRET_ENV])
+    return SecretSource(path=default_file)
