@@ -477,6 +477,26 @@ def pxe_config(out: Path, server: str, tftp_root: str) -> None:
     click.echo(text, nl=False)
 
 
+# ---- growth (issue 8 section 3): diff ----
+@cli.command()
+@click.argument("old", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def diff(old: Path, new: Path, as_json: bool) -> None:
+    """Show which nodes and files differ between two builds (never file contents: seeds hold keys and tokens).
+
+    Exit status as diff(1): 0 the same, 1 different, 2 trouble."""
+    from k8sseed.out_diff import diff_outputs, render_diff
+
+    try:
+        result = diff_outputs(old, new)
+    except OutputError as exc:
+        _fail(str(exc), EXIT_PROFILE)
+    click.echo(json.dumps(result.as_json(), indent=2) if as_json else render_diff(result), nl=as_json)
+    sys.exit(0 if result.identical else 1)
+# ---- end growth: diff ----
+
+
 def _built_manifest(out: Path) -> dict:
     """OUT's manifest.json, or a clean exit saying why there is none."""
     from k8sseed.writers.manifest import read_manifest

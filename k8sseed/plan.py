@@ -16,6 +16,7 @@ from k8sseed.repository_keys import (
     default_kubernetes_key,
     is_inline_key,
 )
+from k8sseed.router_id import bird_router_id
 from k8sseed.secrets import ClusterSecret
 from k8sseed.versions import MinorFacts, facts_for
 
@@ -78,9 +79,8 @@ class ClusterPlan:
                      and all(labels.get(k) == v for k, v in p.node_selector))
 
     def bird_router_id(self, node: NodePlan) -> str:
-        """Router id of the host BIRD: unique per node and never the node IP, which calico-node's BIRD uses."""
-        index = node.bootstrap_order + 1
-        return f"100.127.{index >> 8}.{index & 255}"
+        """Router id of the host BIRD: never the node IP, which calico-node's BIRD uses."""
+        return bird_router_id(node.node.ip.ip)
 
     @property
     def calico_version(self) -> str:

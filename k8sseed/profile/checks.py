@@ -20,6 +20,7 @@ from k8sseed.repository_keys import (
     armored_key_fingerprints,
     is_inline_key,
 )
+from k8sseed.router_id import ROUTER_ID_NETWORK, bird_router_id
 from k8sseed.versions import (
     CRI_DOCKERD_RELEASES,
     IPVS_DEPRECATED_SINCE,
@@ -670,11 +671,35 @@ def check_calico_version(src: Source) -> Iterator[Finding]:
                           "address): use Calico 3.22 or newer")
 
 
+def check_bird_router_ids(src: Source) -> Iterator[Finding]:
+    """Each node's host BIRD takes 100.127.<low 16 bits of its address> as router id (k8sseed/router_id.py)."""
+    if not isinstance(_get(src.data, "bgp"), dict):
+        return
+    seen: dict[str, tuple[int, str]] = {}
+    for i, node in _nodes(src):
+        iface = _iface(node.get("ip"))
+        if iface is None:
+            continue
+        if iface.ip in ROUTER_ID_NETWORK:
+            yield src.finding(("nodes", i, "ip"), f"{iface.ip} is inside {ROUTER_ID_NETWORK}, where the host BIRD "
+                                                  "takes its router id (which must differ from the node IP that "
+                                                  "calico-node's BIRD uses): give the node an address outside it")
+            continue
+        router_id = bird_router_id(iface.ip)
+        if router_id in seen:
+            other, address = seen[router_id]
+            yield src.finding(("nodes", i, "ip"), f"{iface.ip} and nodes[{other}]'s {address} end in the same 16 bits,"
+                                                  f" so both host BIRDs would use router id {router_id}: give one "
+                                                  "of them an address whose last two octets differ")
+        else:
+            seen[router_id] = (i, str(iface.ip))
+
+
 CHECKS: tuple[Check, ...] = (check_labels, check_unique, check_subnets, check_gateways, check_endpoint,
                              check_control_planes, check_version, check_cri_dockerd, check_url_placeholders,
                              check_repository_keys, check_pki_dates, check_users, check_lb_mode, check_bgp,
                              check_bgp_gateway, check_purelb, check_external_ips, check_calico_version,
-                             check_node_local)
+                             check_node_local, check_bird_router_ids)
 
 
 def semantic_findings(src: Source) -> list[Finding]:
