@@ -44,6 +44,22 @@ def _secret_path(profile: Path, secret: Path | None) -> Path:
     return secret if secret is not None else default_secret_path(profile)
 
 
+def _now(text: str | None) -> int | None:
+    """--now: seconds since the epoch, or an ISO 8601 date or date-time (UTC unless it names its zone)."""
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        _fail(f"--now {text!r}: expected seconds since the epoch or an ISO 8601 time such as 2027-03-01T12:00:00Z",
+              EXIT_PROFILE)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return int(moment.timestamp())
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="k8sseed")
 def cli() -> None:
@@ -144,12 +160,15 @@ def validate(profile: Path) -> None:
               help="Replace OUT even if it holds another cluster's seeds or files k8sseed did not write.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Processes building seeds (default: one per CPU for large profiles). The output is the same.")
-def build(profile: Path, out: Path, secret: Path | None, force: bool, jobs: int | None) -> None:
+@click.option("--now", "now", metavar="TIME", default=None,
+              help="The build's time for the join token's window: seconds since the epoch or an ISO 8601 date/time "
+                   "(default: SOURCE_DATE_EPOCH, else the clock).")
+def build(profile: Path, out: Path, secret: Path | None, force: bool, jobs: int | None, now: str | None) -> None:
     """Build one NoCloud seed ISO and seed directory per node into OUT."""
     from k8sseed.build import build as run_build
 
     try:
-        result = run_build(profile, _secret_path(profile, secret), out, force=force, jobs=jobs)
+        result = run_build(profile, _secret_path(profile, secret), out, force=force, jobs=jobs, now=_now(now))
     except ProfileError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_PROFILE)
@@ -185,7 +204,7 @@ def render(profile: Path, node: str, secret: Path | None, which: str) -> None:
     except ProfileError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_PROFILE)
-    except SecretError as exc:
+    except (SecretError, OutputError) as exc:
         _fail(str(exc))
     match = [n for n in plan.nodes if n.name == node]
     if not match:

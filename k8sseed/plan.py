@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import time
 from dataclasses import dataclass
 from enum import Enum
 
+from k8sseed.join_tokens import DAY, WindowToken, token_for_time
 from k8sseed.pki import ClusterPKI
 from k8sseed.profile.model import BgpPeer, Node, Profile
 from k8sseed.repository_keys import (
@@ -53,6 +55,10 @@ class ClusterPlan:
     bgp_passwords: tuple[tuple[str, str], ...]  # (peer name, MD5 key) for peers with password: true
     vrrp_password: str
     status_keys: tuple[tuple[str, str], ...] = ()  # (node, hex HMAC key for its status reports)
+    # Time-window join tokens (the default): the build window's token (also in bootstrap_token) and the key control
+    # planes derive the other windows' tokens from. None/"" with cluster.bootstrapTokenTTL.
+    window_token: WindowToken | None = None
+    bootstrap_token_key: str = ""  # hex
 
     def status_key(self, node: NodePlan) -> str:
         return self._status_key_by_node[node.name]
@@ -185,7 +191,8 @@ def _hash_passwords(profile: Profile, secret: ClusterSecret) -> tuple[tuple[str,
     return tuple(hashes)
 
 
-def make_plan(profile: Profile, secret: ClusterSecret, pki: ClusterPKI) -> ClusterPlan:
+def make_plan(profile: Profile, secret: ClusterSecret, pki: ClusterPKI, now: int | None = None) -> ClusterPlan:
+    """`now`: the build's time in seconds since the epoch; it picks the join token's window (None: the clock)."""
     facts = facts_for(profile.cluster.kubernetes_version)
     if facts is None:  # the profile checks reject this first
         raise ValueError(f"unsupported Kubernetes version {profile.cluster.kubernetes_version}")
@@ -202,6 +209,12 @@ def make_plan(profile: Profile, secret: ClusterSecret, pki: ClusterPKI) -> Clust
     nodes = tuple(NodePlan(n, duty(n), order[n.name]) for n in profile.nodes)
     peers = profile.bgp.peers if profile.bgp else ()
     bgp_passwords = tuple((p.name, secret.bgp_password(p.name)) for p in peers if p.password)
-    return ClusterPlan(profile, facts, pki, secret.bootstrap_token, nodes, _hash_passwords(profile, secret),
+    window_token, token = None, secret.bootstrap_token
+    if profile.cluster.bootstrap_token_ttl is None:
+        window = profile.cluster.bootstrap_token_window_days * DAY
+        window_token = token_for_time(secret.bootstrap_token_key, window, int(time.time()) if now is None else now)
+        token = window_token.token
+    return ClusterPlan(profile, facts, pki, token, nodes, _hash_passwords(profile, secret),
                        bgp_passwords, secret.vrrp_password,
-                       tuple((n.name, secret.status_key(n.name)) for n in profile.nodes))
+                       tuple((n.name, secret.status_key(n.name)) for n in profile.nodes),
+                       window_token, secret.bootstrap_token_key.hex() if window_token else "")

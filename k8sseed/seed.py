@@ -13,6 +13,7 @@ from k8sseed.components.apt_repositories import apt_repositories_fragment
 from k8sseed.components.bird import bird_fragment
 from k8sseed.components.bootstrap import bootstrap_fragment, env_file
 from k8sseed.components.etcd_membership import etcd_membership_fragment
+from k8sseed.components.join_tokens import join_tokens_fragment
 from k8sseed.components.keepalived_haproxy import keepalived_haproxy_fragment
 from k8sseed.components.kubernetes import kubernetes_fragment
 from k8sseed.components.load_balancer import load_balancer_fragment
@@ -35,6 +36,7 @@ COMPONENTS: tuple[Component, ...] = (
     keepalived_haproxy_fragment,
     addons_fragment,
     bootstrap_fragment,
+    join_tokens_fragment,  # after the bootstrap's daemon-reload: its runcmd enables the timer
 )
 
 

@@ -671,6 +671,14 @@ def check_calico_version(src: Source) -> Iterator[Finding]:
                           "address): use Calico 3.22 or newer")
 
 
+def check_token_lifetime(src: Source) -> Iterator[Finding]:
+    cluster = _get(src.data, "cluster")
+    if isinstance(cluster, dict) and "bootstrapTokenTTL" in cluster and "bootstrapTokenWindowDays" in cluster:
+        yield src.finding(("cluster", "bootstrapTokenWindowDays"),
+                          "time-window join tokens and bootstrapTokenTTL (one token with a fixed lifetime) exclude "
+                          "each other: remove bootstrapTokenTTL to keep the windows, or this key")
+
+
 def check_bird_router_ids(src: Source) -> Iterator[Finding]:
     """Each node's host BIRD takes 100.127.<low 16 bits of its address> as router id (k8sseed/router_id.py)."""
     if not isinstance(_get(src.data, "bgp"), dict):
@@ -699,7 +707,7 @@ CHECKS: tuple[Check, ...] = (check_labels, check_unique, check_subnets, check_ga
                              check_control_planes, check_version, check_cri_dockerd, check_url_placeholders,
                              check_repository_keys, check_pki_dates, check_users, check_lb_mode, check_bgp,
                              check_bgp_gateway, check_purelb, check_external_ips, check_calico_version,
-                             check_node_local, check_bird_router_ids)
+                             check_node_local, check_bird_router_ids, check_token_lifetime)
 
 
 def semantic_findings(src: Source) -> list[Finding]:
@@ -743,11 +751,12 @@ def warnings_for(src: Source) -> list[ProfileWarning]:
                                   "calico.calicoctlSha256 is not set: the init node downloads calicoctl (for the BGP "
                                   "resources) over HTTPS without a checksum check, unless calicoctl at the Calico "
                                   "release is already installed; set it to the binary's sha256"))
-    if _get(src.data, "cluster", "bootstrapTokenTTL") in (None, "0"):
+    if _get(src.data, "cluster", "bootstrapTokenTTL") == "0":
         out.append(ProfileWarning("token-never-expires",
                                   "the bootstrap token never expires (cluster.bootstrapTokenTTL: 0) so nodes added "
                                   "later can join; anyone holding a seed can join a node until you delete the "
-                                  "token: set e.g. bootstrapTokenTTL: 24h"))
+                                  "token: remove bootstrapTokenTTL to use time-window tokens (the default), which "
+                                  "let later nodes join without a standing credential"))
     if not _can_log_in(src):
         out.append(ProfileWarning("no-login-user",
                                   "no os.users entry has an SSH key or a password, so nobody can log in to the nodes "
