@@ -14,6 +14,7 @@ from k8sseed.pki import derive_pki
 from k8sseed.plan import ClusterPlan, make_plan
 from k8sseed.profile import load_profile
 from k8sseed.router_configs import router_configs
+from k8sseed.runbook import removal_steps, render_runbook
 from k8sseed.secrets import read_secret
 from k8sseed.seed_workers import write_all_seeds
 from k8sseed.writers.manifest import (
@@ -50,6 +51,7 @@ class BuildResult:
     target: Path  # where the seeds are: OUT, or the directory OUT links to
     rows: tuple[NodeRow, ...] = ()
     removed: tuple[str, ...] = ()  # nodes of the previous build that this one no longer has
+    runbook: str = ""  # how to take those nodes out of the running cluster (k8sseed/runbook.py)
 
 
 def default_secret_path(profile_path: Path) -> Path:
@@ -168,4 +170,5 @@ def build(profile_path: Path, secret_path: Path, out: Path, force: bool = False,
     rows = tuple(NodeRow(n["name"], n["role"], n["ip"], n["mac"], n["bootstrapOrder"], changes[n["name"]])
                  for n in summary["nodes"])
     removed = tuple(removed_nodes(previous, summary))
-    return BuildResult(out, len(plan.nodes), written, tuple(notes), target, rows, removed)
+    runbook = render_runbook(removal_steps(previous, plan.profile), plan.profile) if previous and removed else ""
+    return BuildResult(out, len(plan.nodes), written, tuple(notes), target, rows, removed, runbook)

@@ -185,6 +185,7 @@ def build(profile: Path, out: Path, secret: Path | None, force: bool, jobs: int 
         click.echo("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     if result.removed:
         click.echo(f"  not in this build (their seeds are gone from {result.out}): {', '.join(result.removed)}")
+        click.echo(result.runbook, nl=False)
 
 
 @cli.command()
@@ -496,7 +497,7 @@ def pxe_config(out: Path, server: str, tftp_root: str) -> None:
     click.echo(text, nl=False)
 
 
-# ---- growth (issue 8 section 3): diff ----
+# ---- growth (issue 8 section 3): diff, runbook ----
 @cli.command()
 @click.argument("old", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("new", type=click.Path(file_okay=False, path_type=Path))
@@ -513,7 +514,26 @@ def diff(old: Path, new: Path, as_json: bool) -> None:
         _fail(str(exc), EXIT_PROFILE)
     click.echo(json.dumps(result.as_json(), indent=2) if as_json else render_diff(result), nl=as_json)
     sys.exit(0 if result.identical else 1)
-# ---- end growth: diff ----
+
+
+@cli.command()
+@click.argument("profile", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("old", type=click.Path(file_okay=False, path_type=Path))
+def runbook(profile: Path, old: Path) -> None:
+    """Print the commands that take the nodes OLD (a build's OUT) has and PROFILE no longer lists out of the
+    running cluster: drain, etcd member removal for control planes, node deletion."""
+    from k8sseed.profile import load_profile
+    from k8sseed.runbook import removal_steps, render_runbook
+
+    try:
+        loaded = load_profile(profile)
+    except ProfileError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_PROFILE)
+    steps = removal_steps(_built_manifest(old), loaded.profile)
+    click.echo(render_runbook(steps, loaded.profile) or f"{profile} lists every node of {old}: nothing to remove",
+               nl=not steps)
+# ---- end growth: diff, runbook ----
 
 
 def _built_manifest(out: Path) -> dict:
