@@ -14,7 +14,7 @@ from k8sseed.pki import derive_pki
 from k8sseed.plan import ClusterPlan, make_plan
 from k8sseed.profile import load_profile
 from k8sseed.router_configs import router_configs
-from k8sseed.runbook import removal_steps, render_runbook
+from k8sseed.runbook import addition_steps, removal_steps, render_runbook
 from k8sseed.secrets import read_secret
 from k8sseed.seed_workers import write_all_seeds
 from k8sseed.writers.manifest import (
@@ -170,5 +170,6 @@ def build(profile_path: Path, secret_path: Path, out: Path, force: bool = False,
     rows = tuple(NodeRow(n["name"], n["role"], n["ip"], n["mac"], n["bootstrapOrder"], changes[n["name"]])
                  for n in summary["nodes"])
     removed = tuple(removed_nodes(previous, summary))
-    runbook = render_runbook(removal_steps(previous, plan.profile), plan.profile) if previous and removed else ""
+    runbook = render_runbook(removal_steps(previous, plan.profile), plan.profile,
+                             addition_steps(previous, plan.profile, str(profile_path))) if previous else ""
     return BuildResult(out, len(plan.nodes), written, tuple(notes), target, rows, removed, runbook)

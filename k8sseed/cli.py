@@ -185,7 +185,7 @@ def build(profile: Path, out: Path, secret: Path | None, force: bool, jobs: int 
         click.echo("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     if result.removed:
         click.echo(f"  not in this build (their seeds are gone from {result.out}): {', '.join(result.removed)}")
-        click.echo(result.runbook, nl=False)
+    click.echo(result.runbook, nl=False)
 
 
 @cli.command()
@@ -195,7 +195,9 @@ def build(profile: Path, out: Path, secret: Path | None, force: bool, jobs: int 
               help="Cluster secret file (default: PROFILE with .secret).")
 @click.option("--file", "which", type=click.Choice(["user-data", "meta-data", "network-config"]),
               default="user-data", show_default=True)
-def render(profile: Path, node: str, secret: Path | None, which: str) -> None:
+@click.option("--write-file", "write_file", metavar="PATH",
+              help="Print the content of the file the seed writes to PATH instead (e.g. /etc/haproxy/haproxy.cfg).")
+def render(profile: Path, node: str, secret: Path | None, which: str, write_file: str | None) -> None:
     """Print one file of NODE's seed on stdout."""
     from k8sseed.build import load_plan
     from k8sseed.seed import build_seed
@@ -210,6 +212,14 @@ def render(profile: Path, node: str, secret: Path | None, which: str) -> None:
     match = [n for n in plan.nodes if n.name == node]
     if not match:
         _fail(f"no node named '{node}' in {profile}; nodes: {', '.join(n.name for n in plan.nodes)}")
+    if write_file is not None:  # growth: a running node's config replaced from a rebuilt seed (k8sseed runbook)
+        from k8sseed.seed import user_data_dict
+
+        entries = {f["path"]: f["content"] for f in user_data_dict(plan, match[0])["write_files"]}
+        if write_file not in entries:
+            _fail(f"{node}'s seed writes no {write_file}; it writes: {', '.join(sorted(entries))}")
+        click.echo(entries[write_file], nl=False)
+        return
     click.echo(dict(build_seed(plan, match[0]).files())[which].decode("utf-8"), nl=False)
 
 
@@ -520,19 +530,21 @@ def diff(old: Path, new: Path, as_json: bool) -> None:
 @click.argument("profile", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("old", type=click.Path(file_okay=False, path_type=Path))
 def runbook(profile: Path, old: Path) -> None:
-    """Print the commands that take the nodes OLD (a build's OUT) has and PROFILE no longer lists out of the
-    running cluster: drain, etcd member removal for control planes, node deletion."""
+    """Print what to run on the cluster for the change from OLD (a build's OUT) to PROFILE: for nodes that left,
+    drain, etcd member removal for control planes, node deletion; for nodes added, the files running nodes need
+    first (VRRP peers, HAProxy backends, router configs)."""
     from k8sseed.profile import load_profile
-    from k8sseed.runbook import removal_steps, render_runbook
+    from k8sseed.runbook import addition_steps, removal_steps, render_runbook
 
     try:
         loaded = load_profile(profile)
     except ProfileError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_PROFILE)
-    steps = removal_steps(_built_manifest(old), loaded.profile)
-    click.echo(render_runbook(steps, loaded.profile) or f"{profile} lists every node of {old}: nothing to remove",
-               nl=not steps)
+    previous = _built_manifest(old)
+    text = render_runbook(removal_steps(previous, loaded.profile), loaded.profile,
+                          addition_steps(previous, loaded.profile, str(profile)))
+    click.echo(text or f"{profile} and {old} have the same nodes: nothing to do on the cluster", nl=not text)
 # ---- end growth: diff, runbook ----
 
 

@@ -1,5 +1,6 @@
-"""The runbook for nodes a profile no longer lists: what to run on the cluster, generated from the previous
-build's manifest (names, roles, addresses) and the new profile (the control planes that remain).
+"""The runbook for a profile change: what to run on the cluster, generated from the previous build's manifest
+(names, roles, addresses) and the new profile. Nodes that left need draining, etcd member removal and deletion;
+nodes that were added may need files of running nodes replaced before they boot (VRRP peers, routers).
 
 A rebuild cannot take a node out of a running cluster (nodes never re-read their seeds, and nothing runs a
 controller), so removal is a person's job; this module writes their exact commands. Each role has its own
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from k8sseed.components.keepalived_haproxy import HAPROXY_CFG, KEEPALIVED_CONF
 from k8sseed.profile.model import Profile
 
 ETCD_SCRIPT = "/usr/local/sbin/k8sseed-etcd"
@@ -120,10 +122,46 @@ def removal_steps(previous: dict[str, Any], profile: Profile) -> tuple[tuple[Rem
     return tuple(result)
 
 
+def _install(profile_path: str, node: str, path: str, reload: str) -> Step:
+    local = f"{node}.{path.rsplit('/', 1)[1]}"
+    # The file may hold a key (VRRP password): private copies, removed once installed. `cp` onto the existing file
+    # keeps its owner and mode.
+    return Step(f"give {node} this build's {path} and reload {reload}",
+                ("(umask 077 && " + _line("k8sseed", "render", profile_path, node, "--write-file", path)
+                 + " > " + shlex.quote(local) + ")",
+                 f"# copy {local} to {node}, then on {node}:",
+                 _line("sudo", "cp", local, path) + " && " + _line("sudo", "systemctl", "reload", reload)
+                 + " && " + _line("rm", "-f", local)),
+                where=f"where you build, then {node}")
+
+
+def addition_steps(previous: dict[str, Any], profile: Profile, profile_path: str) -> tuple[Step, ...]:
+    """Before nodes new in the profile boot: what the running nodes and the routers must learn first."""
+    before = {n["name"] for n in previous.get("nodes", []) if isinstance(n, dict) and isinstance(n.get("name"), str)}
+    added = [n for n in profile.nodes if n.name not in before]
+    if not added:
+        return ()
+    steps: list[Step] = []
+    if profile.bgp is not None:
+        steps.append(Step("apply this build's router/*.conf to the routers, so that the new nodes' BGP sessions "
+                          "come up", where="the routers"))
+    new_cps = [n for n in added if n.is_control_plane]
+    running_cps = [n.name for n in profile.nodes if n.is_control_plane and n.name in before]
+    if new_cps and profile.lb_mode == "keepalived-haproxy":
+        # Unicast VRRP: a running control plane sends its adverts only to the peers it was built with. A new one
+        # that hears none takes the VIP too (two holders), so the running ones must know it before it boots.
+        for name in running_cps:
+            steps.append(_install(profile_path, name, KEEPALIVED_CONF, "keepalived"))
+            steps.append(_install(profile_path, name, HAPROXY_CFG, "haproxy"))
+    elif new_cps and profile.lb_mode == "node-local":
+        steps += [_install(profile_path, n.name, HAPROXY_CFG, "haproxy") for n in profile.nodes if n.name in before]
+    return tuple(steps)
+
+
 def after_notes(removed: tuple[tuple[RemovedNode, tuple[Step, ...]], ...], profile: Profile) -> tuple[str, ...]:
     notes = []
     remaining = Remaining.from_profile(profile)
-    if remaining.has_bgp:
+    if remaining.has_bgp and removed:
         notes.append("apply the new router/*.conf of this build to the routers: they still list the removed nodes "
                      "as BGP neighbours")
     if any(node.role == "control-plane" for node, _ in removed) and remaining.lb_mode in ("node-local",
@@ -133,18 +171,28 @@ def after_notes(removed: tuple[tuple[RemovedNode, tuple[Step, ...]], ...], profi
     return tuple(notes)
 
 
-def render_runbook(removed: tuple[tuple[RemovedNode, tuple[Step, ...]], ...], profile: Profile) -> str:
-    if not removed:
-        return ""
-    lines = [f"Runbook: {len(removed)} node(s) left the profile: {', '.join(n.name for n, _ in removed)}."
-             " One node at a time, in this order:"]
+def _step_lines(number: int, step: Step) -> list[str]:
+    return [f"{number}. [{step.where}] {step.text}", *(f"     {command}" for command in step.commands)]
+
+
+def render_runbook(removed: tuple[tuple[RemovedNode, tuple[Step, ...]], ...], profile: Profile,
+                   additions: tuple[Step, ...] = ()) -> str:
+    lines: list[str] = []
     number = 0
+    if additions:
+        lines.append("Runbook: before the new nodes boot:")
+        for step in additions:
+            number += 1
+            lines += _step_lines(number, step)
+    if not removed:
+        return "\n".join(lines) + "\n" if lines else ""
+    lines.append(f"Runbook: {len(removed)} node(s) left the profile: {', '.join(n.name for n, _ in removed)}."
+                 " One node at a time, in this order:")
     for node, steps in removed:
         lines.append(f"# {node.name} ({node.role}, {node.ip})")
         for step in steps:
             number += 1
-            lines.append(f"{number}. [{step.where}] {step.text}")
-            lines += [f"     {command}" for command in step.commands]
+            lines += _step_lines(number, step)
     for note in after_notes(removed, profile):
         number += 1
         lines.append(f"{number}. {note}")

@@ -176,3 +176,47 @@ def test_removing_nodes_prints_the_runbook_from_the_build_and_the_runbook_comman
     assert result.returncode == 0, result.stderr
     assert "not in this build" in result.stdout and text in result.stdout
     assert run_cli("runbook", str(shrunk), str(before)).stdout.startswith(f"{shrunk} lists every node")
+
+
+def test_adding_control_planes_with_keepalived_prints_the_vrrp_peer_update_first(tmp_path):
+    """Unicast VRRP: running control planes must list the new ones as peers before those boot, or a new one that
+    hears no adverts holds the VIP as well. The runbook's render command gives exactly the new file."""
+    profile = PROFILES / "keepalived-haproxy.yaml"
+    grown = _grow(profile, tmp_path / "grown.yaml", control_planes=2)
+    secret = make_secret(tmp_path, "grown.secret")  # beside the profile: the runbook's render command finds it
+    out = tmp_path / "out"
+    _build(profile, out, secret)
+    stdout = _build(grown, out, secret)
+    runbook = stdout[stdout.index("Runbook: before the new nodes boot:"):]
+    assert "apply this build's router/*.conf" in runbook
+    for cp in ("cp-1", "cp-2", "cp-3"):
+        assert f"give {cp} this build's /etc/keepalived/keepalived.conf and reload keepalived" in runbook
+        assert f"sudo cp {cp}.keepalived.conf /etc/keepalived/keepalived.conf && sudo systemctl reload keepalived" \
+            in runbook
+    command = next(line for line in runbook.splitlines() if "cp-2 --write-file /etc/keepalived" in line)
+    words = command.strip().removeprefix("(umask 077 && ").split(" > ")[0].split()
+    assert words[:2] == ["k8sseed", "render"]
+    rendered = run_cli(*words[1:])
+    assert rendered.returncode == 0, rendered.stderr
+    seed = yaml.safe_load((out / "cp-2/user-data").read_text())
+    assert rendered.stdout == next(f["content"] for f in seed["write_files"]
+                                   if f["path"] == "/etc/keepalived/keepalived.conf")
+    peers = rendered.stdout[rendered.stdout.index("unicast_peer {"):].split("}")[0]
+    assert all(ip in peers for ip in ("10.20.0.51", "10.20.0.52")), peers
+
+
+def test_adding_a_worker_asks_only_for_the_router_configs(reference):
+    work, secret, _ = reference
+    out = work / "runbook-worker"
+    _build(PROFILES / "reference.yaml", out, secret)
+    stdout = _build(_grow(PROFILES / "reference.yaml", work / "w.yaml", workers=1), out, secret)
+    runbook = stdout[stdout.index("Runbook:"):]
+    assert runbook.splitlines()[1:] == ["1. [the routers] apply this build's router/*.conf to the routers, so that "
+                                        "the new nodes' BGP sessions come up"]
+
+
+def test_render_write_file_names_the_files_a_seed_has(tmp_path):
+    secret = make_secret(tmp_path)
+    result = run_cli("render", str(PROFILES / "reference.yaml"), "worker-1", "--secret", str(secret),
+                     "--write-file", "/etc/keepalived/keepalived.conf")
+    assert result.returncode == 1 and "worker-1's seed writes no /etc/keepalived/keepalived.conf" in result.stderr
