@@ -15,6 +15,7 @@ from k8sseed.plan import ClusterPlan, make_plan
 from k8sseed.profile import load_profile
 from k8sseed.router_configs import router_configs
 from k8sseed.secret_source import SecretSource
+from k8sseed.runbook import addition_steps, removal_steps, render_runbook
 from k8sseed.secrets import read_secret
 from k8sseed.seed_workers import write_all_seeds
 from k8sseed.writers.manifest import (
@@ -51,20 +52,47 @@ class BuildResult:
     target: Path  # where the seeds are: OUT, or the directory OUT links to
     rows: tuple[NodeRow, ...] = ()
     removed: tuple[str, ...] = ()  # nodes of the previous build that this one no longer has
+    runbook: str = ""  # how to take those nodes out of the running cluster (k8sseed/runbook.py)
 
 
 def default_secret_path(profile_path: Path) -> Path:
     return profile_path.with_suffix(".secret")
 
 
-def load_plan(profile_path: Path, secret_path: Path | SecretSource
-              ) -> tuple[ClusterPlan, tuple[ProfileWarning, ...], str]:
+def token_time(now: int | None = None) -> int:
+    """The build's time for the join token's window: --now, else SOURCE_DATE_EPOCH (a reproducible build names its
+    time), else the clock. Output depends on it only through the window index (days long)."""
+    if now is not None:
+        return now
+    env = os.environ.get("SOURCE_DATE_EPOCH")
+    if env:
+        try:
+            return int(env)
+        except ValueError as exc:
+            raise OutputError(f"SOURCE_DATE_EPOCH={env!r} is not a whole number of seconds") from exc
+    return int(time.time())
+
+
+def expired_token_note(plan: ClusterPlan, clock: float | None = None) -> str | None:
+    """A build for a time whose join token has already run out (an old --now or SOURCE_DATE_EPOCH): say so. The
+    clock is read for this note only; the output never depends on it."""
+    window = plan.window_token
+    clock = time.time() if clock is None else clock
+    if window is None or window.expires > clock:
+        return None
+    return (f"the join token of this build's time window expired at {window.expires_rfc3339} (the build's time "
+            "comes from --now or SOURCE_DATE_EPOCH): nodes booted from these seeds cannot join; build with --now "
+            "set to the present to give them a valid token")
+
+
+def load_plan(profile_path: Path, secret_path: Path | SecretSource,
+              now: int | None = None) -> tuple[ClusterPlan, tuple[ProfileWarning, ...], str]:
     """The secret is read (its command run) only once the profile is valid."""
     loaded = load_profile(profile_path)
     secret = read_secret(secret_path) if isinstance(secret_path, Path) else secret_path.read()
     c = loaded.profile.cluster
     pki = derive_pki(secret, c.pki_not_before, c.ca_validity_days)
-    plan = make_plan(loaded.profile, secret, pki)
+    plan = make_plan(loaded.profile, secret, pki, now=token_time(now))
     return plan, loaded.warnings, hashlib.sha256(loaded.text.encode("utf-8")).hexdigest()
 
 
@@ -102,9 +130,10 @@ def _losses(target: Path, previous: dict | None, plan: ClusterPlan) -> list[str]
 
 
 def build(profile_path: Path, secret_path: Path | SecretSource, out: Path, force: bool = False,
-          jobs: int | None = None) -> BuildResult:
-    """`jobs`: worker processes for the seeds (None: one per CPU once the profile has enough nodes)."""
-    plan, warnings, profile_sha = load_plan(profile_path, secret_path)
+          jobs: int | None = None, now: int | None = None) -> BuildResult:
+    """`jobs`: worker processes for the seeds (None: one per CPU once the profile has enough nodes); `now`: the
+    build's time for the join token's window (None: SOURCE_DATE_EPOCH, else the clock)."""
+    plan, warnings, profile_sha = load_plan(profile_path, secret_path, now)
     epoch = source_date_epoch(plan)
     target = resolve_out(out)
     check_replaceable(target, out)
@@ -116,6 +145,9 @@ def build(profile_path: Path, secret_path: Path | SecretSource, out: Path, force
                           + "\nmove that away or choose another -o directory; --force replaces it")
     routers = router_configs(plan)
     notes: list[ProfileWarning | str] = [*warnings, *(f"--force: replaced {loss}" for loss in losses)]
+    expired = expired_token_note(plan)
+    if expired:
+        notes.append(expired)
     written = 0
     with atomic_output_dir(target) as tmp:
         isos: dict[str, tuple[str, str]] = {}
@@ -140,4 +172,6 @@ def build(profile_path: Path, secret_path: Path | SecretSource, out: Path, force
     rows = tuple(NodeRow(n["name"], n["role"], n["ip"], n["mac"], n["bootstrapOrder"], changes[n["name"]])
                  for n in summary["nodes"])
     removed = tuple(removed_nodes(previous, summary))
-    return BuildResult(out, len(plan.nodes), written, tuple(notes), target, rows, removed)
+    runbook = render_runbook(removal_steps(previous, plan.profile), plan.profile,
+                             addition_steps(previous, plan.profile, str(profile_path))) if previous else ""
+    return BuildResult(out, len(plan.nodes), written, tuple(notes), target, rows, removed, runbook)

@@ -56,6 +56,22 @@ SECRET_CMD_HELP = ("Command whose output is the cluster secret, run with /bin/sh
                    "Precedence: --secret-cmd or --secret, then $K8SSEED_SECRET (the secret itself), then the file.")
 
 
+def _now(text: str | None) -> int | None:
+    """--now: seconds since the epoch, or an ISO 8601 date or date-time (UTC unless it names its zone)."""
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        _fail(f"--now {text!r}: expected seconds since the epoch or an ISO 8601 time such as 2027-03-01T12:00:00Z",
+              EXIT_PROFILE)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return int(moment.timestamp())
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="k8sseed")
 def cli() -> None:
@@ -158,13 +174,17 @@ def validate(profile: Path) -> None:
               help="Replace OUT even if it holds another cluster's seeds or files k8sseed did not write.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Processes building seeds (default: one per CPU for large profiles). The output is the same.")
+@click.option("--now", "now", metavar="TIME", default=None,
+              help="The build's time for the join token's window: seconds since the epoch or an ISO 8601 date/time "
+                   "(default: SOURCE_DATE_EPOCH, else the clock).")
 def build(profile: Path, out: Path, secret: Path | None, secret_cmd: str | None, force: bool,
-          jobs: int | None) -> None:
+          jobs: int | None, now: str | None) -> None:
     """Build one NoCloud seed ISO and seed directory per node into OUT."""
     from k8sseed.build import build as run_build
 
     try:
-        result = run_build(profile, _secret_source(profile, secret, secret_cmd), out, force=force, jobs=jobs)
+        result = run_build(profile, _secret_source(profile, secret, secret_cmd), out, force=force, jobs=jobs,
+                           now=_now(now))
     except ProfileError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_PROFILE)
@@ -181,6 +201,7 @@ def build(profile: Path, out: Path, secret: Path | None, secret_cmd: str | None,
         click.echo("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     if result.removed:
         click.echo(f"  not in this build (their seeds are gone from {result.out}): {', '.join(result.removed)}")
+    click.echo(result.runbook, nl=False)
 
 
 @cli.command()
@@ -191,7 +212,10 @@ def build(profile: Path, out: Path, secret: Path | None, secret_cmd: str | None,
 @click.option("--secret-cmd", metavar="COMMAND", help=SECRET_CMD_HELP)
 @click.option("--file", "which", type=click.Choice(["user-data", "meta-data", "network-config"]),
               default="user-data", show_default=True)
-def render(profile: Path, node: str, secret: Path | None, secret_cmd: str | None, which: str) -> None:
+@click.option("--write-file", "write_file", metavar="PATH",
+              help="Print the content of the file the seed writes to PATH instead (e.g. /etc/haproxy/haproxy.cfg).")
+def render(profile: Path, node: str, secret: Path | None, secret_cmd: str | None, which: str,
+           write_file: str | None) -> None:
     """Print one file of NODE's seed on stdout."""
     from k8sseed.build import load_plan
     from k8sseed.seed import build_seed
@@ -201,11 +225,19 @@ def render(profile: Path, node: str, secret: Path | None, secret_cmd: str | None
     except ProfileError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_PROFILE)
-    except SecretError as exc:
+    except (SecretError, OutputError) as exc:
         _fail(str(exc))
     match = [n for n in plan.nodes if n.name == node]
     if not match:
         _fail(f"no node named '{node}' in {profile}; nodes: {', '.join(n.name for n in plan.nodes)}")
+    if write_file is not None:  # growth: a running node's config replaced from a rebuilt seed (k8sseed runbook)
+        from k8sseed.seed import user_data_dict
+
+        entries = {f["path"]: f["content"] for f in user_data_dict(plan, match[0])["write_files"]}
+        if write_file not in entries:
+            _fail(f"{node}'s seed writes no {write_file}; it writes: {', '.join(sorted(entries))}")
+        click.echo(entries[write_file], nl=False)
+        return
     click.echo(dict(build_seed(plan, match[0]).files())[which].decode("utf-8"), nl=False)
 
 
@@ -611,6 +643,47 @@ def pxe_config(out: Path, server: str, tftp_root: str) -> None:
     except ValueError as exc:  # a manifest value that cannot be a config word
         _fail(f"{out}/manifest.json: {exc}")
     click.echo(text, nl=False)
+
+
+# ---- growth (issue 8 section 3): diff, runbook ----
+@cli.command()
+@click.argument("old", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def diff(old: Path, new: Path, as_json: bool) -> None:
+    """Show which nodes and files differ between two builds (never file contents: seeds hold keys and tokens).
+
+    Exit status as diff(1): 0 the same, 1 different, 2 trouble."""
+    from k8sseed.out_diff import diff_outputs, render_diff
+
+    try:
+        result = diff_outputs(old, new)
+    except OutputError as exc:
+        _fail(str(exc), EXIT_PROFILE)
+    click.echo(json.dumps(result.as_json(), indent=2) if as_json else render_diff(result), nl=as_json)
+    sys.exit(0 if result.identical else 1)
+
+
+@cli.command()
+@click.argument("profile", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("old", type=click.Path(file_okay=False, path_type=Path))
+def runbook(profile: Path, old: Path) -> None:
+    """Print what to run on the cluster for the change from OLD (a build's OUT) to PROFILE: for nodes that left,
+    drain, etcd member removal for control planes, node deletion; for nodes added, the files running nodes need
+    first (VRRP peers, HAProxy backends, router configs)."""
+    from k8sseed.profile import load_profile
+    from k8sseed.runbook import addition_steps, removal_steps, render_runbook
+
+    try:
+        loaded = load_profile(profile)
+    except ProfileError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_PROFILE)
+    previous = _built_manifest(old)
+    text = render_runbook(removal_steps(previous, loaded.profile), loaded.profile,
+                          addition_steps(previous, loaded.profile, str(profile)))
+    click.echo(text or f"{profile} and {old} have the same nodes: nothing to do on the cluster", nl=not text)
+# ---- end growth: diff, runbook ----
 
 
 def _built_manifest(out: Path) -> dict:

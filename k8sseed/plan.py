@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import time
 from dataclasses import dataclass
 from enum import Enum
 
+from k8sseed.join_tokens import DAY, WindowToken, token_for_time
 from k8sseed.pki import CertAndKey, ClusterPKI, issue_leaf
 from k8sseed.profile.model import BgpPeer, Node, Profile
 from k8sseed.repository_keys import (
@@ -16,6 +18,7 @@ from k8sseed.repository_keys import (
     default_kubernetes_key,
     is_inline_key,
 )
+from k8sseed.router_id import bird_router_id
 from k8sseed.secrets import ClusterSecret
 from k8sseed.versions import MinorFacts, facts_for
 
@@ -69,6 +72,11 @@ class ClusterPlan:
     etcd_client_certs: tuple[tuple[str, CertAndKey], ...] = ()
     secrets_encryption_key: str = ""  # base64 secretbox key for Secrets at rest (control-plane seeds only)
 
+    # Time-window join tokens (the default): the build window's token (also in bootstrap_token) and the key control
+    # planes derive the other windows' tokens from. None/"" with cluster.bootstrapTokenTTL.
+    window_token: WindowToken | None = None
+    bootstrap_token_key: str = ""  # hex
+
     @property
     def external_etcd(self) -> bool:
         return self.profile.external_etcd
@@ -118,9 +126,8 @@ class ClusterPlan:
                      and all(labels.get(k) == v for k, v in p.node_selector))
 
     def bird_router_id(self, node: NodePlan) -> str:
-        """Router id of the host BIRD: unique per node and never the node IP, which calico-node's BIRD uses."""
-        index = node.bootstrap_order + 1
-        return f"100.127.{index >> 8}.{index & 255}"
+        """Router id of the host BIRD: never the node IP, which calico-node's BIRD uses."""
+        return bird_router_id(node.node.ip.ip)
 
     @property
     def calico_version(self) -> str:
@@ -227,7 +234,8 @@ def _hash_passwords(profile: Profile, secret: ClusterSecret) -> tuple[tuple[str,
     return tuple(hashes)
 
 
-def make_plan(profile: Profile, secret: ClusterSecret, pki: ClusterPKI) -> ClusterPlan:
+def make_plan(profile: Profile, secret: ClusterSecret, pki: ClusterPKI, now: int | None = None) -> ClusterPlan:
+    """`now`: the build's time in seconds since the epoch; it picks the join token's window (None: the clock)."""
     facts = facts_for(profile.cluster.kubernetes_version)
     if facts is None:  # the profile checks reject this first
         raise ValueError(f"unsupported Kubernetes version {profile.cluster.kubernetes_version}")
@@ -250,11 +258,17 @@ def make_plan(profile: Profile, secret: ClusterSecret, pki: ClusterPKI) -> Clust
     peers = profile.bgp.peers if profile.bgp else ()
     bgp_passwords = tuple((p.name, secret.bgp_password(p.name)) for p in peers if p.password)
     member_certs, client_certs = _etcd_certs(profile, secret, pki) if profile.external_etcd else ((), ())
-    return ClusterPlan(profile, facts, pki, secret.bootstrap_token, nodes, _hash_passwords(profile, secret),
+    window_token, token = None, secret.bootstrap_token
+    if profile.cluster.bootstrap_token_ttl is None:
+        window = profile.cluster.bootstrap_token_window_days * DAY
+        window_token = token_for_time(secret.bootstrap_token_key, window, int(time.time()) if now is None else now)
+        token = window_token.token
+    return ClusterPlan(profile, facts, pki, token, nodes, _hash_passwords(profile, secret),
                        bgp_passwords, secret.vrrp_password,
                        tuple((n.name, secret.status_key(n.name)) for n in profile.nodes),
                        member_certs, client_certs,
-                       secrets_encryption_key=secret.secrets_encryption_key)
+                       secrets_encryption_key=secret.secrets_encryption_key, window_token=window_token,
+                       bootstrap_token_key=secret.bootstrap_token_key.hex() if window_token else "")
 
 
 def _etcd_certs(profile: Profile, secret: ClusterSecret, pki: ClusterPKI) -> tuple[

@@ -20,6 +20,8 @@ _SALT_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 
 # Every derived value has its own label; changing one changes that value only.
 LABEL_BOOTSTRAP_TOKEN = "k8sseed/v1/bootstrap-token"
+# Key of the time-window join tokens (k8sseed/join_tokens.py); control-plane seeds carry it, workers never.
+LABEL_BOOTSTRAP_TOKEN_KEY = "k8sseed/v1/bootstrap-token-key"
 LABEL_CA_KEY = "k8sseed/v1/ca-key/{name}"
 LABEL_CA_SERIAL = "k8sseed/v1/ca-serial/{name}"
 LABEL_SA_KEY = "k8sseed/v1/service-account-key"
@@ -55,6 +57,10 @@ class ClusterSecret:
     def bootstrap_token(self) -> str:
         text = self._text(LABEL_BOOTSTRAP_TOKEN, _TOKEN_ALPHABET, 22)
         return f"{text[:6]}.{text[6:]}"
+
+    @property
+    def bootstrap_token_key(self) -> bytes:
+        return self.derive(LABEL_BOOTSTRAP_TOKEN_KEY)
 
     def password_salt(self, user: str) -> str:
         return self._text(LABEL_PASSWORD_SALT.format(user=user), _SALT_ALPHABET, 16)

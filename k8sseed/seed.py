@@ -15,6 +15,7 @@ from k8sseed.components.bootstrap import bootstrap_fragment, env_file
 from k8sseed.components.cert_renewal import cert_renewal_fragment
 from k8sseed.components.etcd_membership import etcd_membership_fragment
 from k8sseed.components.external_etcd import external_etcd_fragment
+from k8sseed.components.join_tokens import join_tokens_fragment
 from k8sseed.components.keepalived_haproxy import keepalived_haproxy_fragment
 from k8sseed.components.kubernetes import kubernetes_fragment
 from k8sseed.components.load_balancer import load_balancer_fragment
@@ -41,6 +42,7 @@ COMPONENTS: tuple[Component, ...] = (
     addons_fragment,
     bootstrap_fragment,
     cert_renewal_fragment,
+    join_tokens_fragment,  # after the bootstrap's daemon-reload: its runcmd enables the timer
 )
 # An external etcd member is no Kubernetes node: host identity, etcd, and the bootstrap that starts it.
 ETCD_COMPONENTS: tuple[Component, ...] = (system_fragment, external_etcd_fragment, bootstrap_fragment)

@@ -76,17 +76,22 @@ def cluster_configuration(plan: ClusterPlan) -> dict[str, Any]:
     }
 
 
+def bootstrap_token(plan: ClusterPlan) -> dict[str, Any]:
+    """The token kubeadm init creates: the build window's, expiring at the end of the next window (an absolute
+    time, so that every seed of the build agrees on it), or the profile's single token with its ttl."""
+    window = plan.window_token
+    lifetime = {"expires": window.expires_rfc3339} if window else {"ttl": plan.profile.cluster.bootstrap_token_ttl}
+    description = ("k8sseed join token of the build's time window, derived from the cluster secret" if window
+                   else "k8sseed join token, derived from the cluster secret")
+    return {"token": plan.bootstrap_token, "description": description, **lifetime,
+            "usages": ["signing", "authentication"], "groups": [TOKEN_GROUP]}
+
+
 def init_configuration(plan: ClusterPlan, node: NodePlan) -> dict[str, Any]:
     return {
         "apiVersion": plan.facts.kubeadm_api,
         "kind": "InitConfiguration",
-        "bootstrapTokens": [{
-            "token": plan.bootstrap_token,
-            "description": "k8sseed join token, derived from the cluster secret",
-            "ttl": plan.profile.cluster.bootstrap_token_ttl,
-            "usages": ["signing", "authentication"],
-            "groups": [TOKEN_GROUP],
-        }],
+        "bootstrapTokens": [bootstrap_token(plan)],
         "nodeRegistration": _node_registration(plan, node),
         "localAPIEndpoint": _local_endpoint(plan, node),
     }

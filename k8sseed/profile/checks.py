@@ -20,6 +20,7 @@ from k8sseed.repository_keys import (
     armored_key_fingerprints,
     is_inline_key,
 )
+from k8sseed.router_id import ROUTER_ID_NETWORK, bird_router_id
 from k8sseed.versions import (
     CRI_DOCKERD_RELEASES,
     ETCD_DEFAULT,
@@ -713,11 +714,43 @@ def check_calico_version(src: Source) -> Iterator[Finding]:
                           "address): use Calico 3.22 or newer")
 
 
+def check_token_lifetime(src: Source) -> Iterator[Finding]:
+    cluster = _get(src.data, "cluster")
+    if isinstance(cluster, dict) and "bootstrapTokenTTL" in cluster and "bootstrapTokenWindowDays" in cluster:
+        yield src.finding(("cluster", "bootstrapTokenWindowDays"),
+                          "time-window join tokens and bootstrapTokenTTL (one token with a fixed lifetime) exclude "
+                          "each other: remove bootstrapTokenTTL to keep the windows, or this key")
+
+
+def check_bird_router_ids(src: Source) -> Iterator[Finding]:
+    """Each node's host BIRD takes 100.127.<low 16 bits of its address> as router id (k8sseed/router_id.py)."""
+    if not isinstance(_get(src.data, "bgp"), dict):
+        return
+    seen: dict[str, tuple[int, str]] = {}
+    for i, node in _nodes(src):
+        iface = _iface(node.get("ip"))
+        if iface is None:
+            continue
+        if iface.ip in ROUTER_ID_NETWORK:
+            yield src.finding(("nodes", i, "ip"), f"{iface.ip} is inside {ROUTER_ID_NETWORK}, where the host BIRD "
+                                                  "takes its router id (which must differ from the node IP that "
+                                                  "calico-node's BIRD uses): give the node an address outside it")
+            continue
+        router_id = bird_router_id(iface.ip)
+        if router_id in seen:
+            other, address = seen[router_id]
+            yield src.finding(("nodes", i, "ip"), f"{iface.ip} and nodes[{other}]'s {address} end in the same 16 bits,"
+                                                  f" so both host BIRDs would use router id {router_id}: give one "
+                                                  "of them an address whose last two octets differ")
+        else:
+            seen[router_id] = (i, str(iface.ip))
+
+
 CHECKS: tuple[Check, ...] = (check_labels, check_unique, check_subnets, check_gateways, check_endpoint,
                              check_control_planes, check_version, check_cri_dockerd, check_url_placeholders,
                              check_repository_keys, check_pki_dates, check_users, check_lb_mode, check_bgp,
                              check_bgp_gateway, check_purelb, check_external_ips, check_calico_version,
-                             check_node_local, check_etcd_members)
+                             check_node_local, check_etcd_members, check_bird_router_ids, check_token_lifetime)
 
 
 def semantic_findings(src: Source) -> list[Finding]:
@@ -761,11 +794,12 @@ def warnings_for(src: Source) -> list[ProfileWarning]:
                                   "calico.calicoctlSha256 is not set: the init node downloads calicoctl (for the BGP "
                                   "resources) over HTTPS without a checksum check, unless calicoctl at the Calico "
                                   "release is already installed; set it to the binary's sha256"))
-    if _get(src.data, "cluster", "bootstrapTokenTTL") in (None, "0"):
+    if _get(src.data, "cluster", "bootstrapTokenTTL") == "0":
         out.append(ProfileWarning("token-never-expires",
                                   "the bootstrap token never expires (cluster.bootstrapTokenTTL: 0) so nodes added "
                                   "later can join; anyone holding a seed can join a node until you delete the "
-                                  "token: set e.g. bootstrapTokenTTL: 24h"))
+                                  "token: remove bootstrapTokenTTL to use time-window tokens (the default), which "
+                                  "let later nodes join without a standing credential"))
     if _get(src.data, "cluster", "topology") == "external-etcd":
         etcd_nodes = sum(1 for _, n in _nodes(src) if n.get("role") == "etcd")
         if etcd_nodes == 1:

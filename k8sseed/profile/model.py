@@ -73,10 +73,11 @@ class Cluster:
     dns_domain: str
     topology: str
     api_server_port: int
-    bootstrap_token_ttl: str
+    bootstrap_token_ttl: str | None  # None: time-window tokens (bootstrap_token_window_days)
     join_timeout_seconds: int
     pki_not_before: str
     ca_validity_days: int
+    bootstrap_token_window_days: int = 7
 
     @property
     def control_plane_endpoint(self) -> str:
@@ -324,9 +325,9 @@ def build_model(data: dict[str, Any]) -> Profile:
     cluster = Cluster(
         name=c["name"], kubernetes_version=c["kubernetesVersion"].lstrip("v"), endpoint_host=host, endpoint_port=port,
         pod_subnet=c["podSubnet"], service_subnet=c["serviceSubnet"], dns_domain=c["dnsDomain"],
-        topology=c["topology"], api_server_port=c["apiServerPort"], bootstrap_token_ttl=c["bootstrapTokenTTL"],
+        topology=c["topology"], api_server_port=c["apiServerPort"], bootstrap_token_ttl=c.get("bootstrapTokenTTL"),
         join_timeout_seconds=c["joinTimeoutSeconds"], pki_not_before=c["pki"]["notBefore"],
-        ca_validity_days=c["pki"]["caValidityDays"],
+        ca_validity_days=c["pki"]["caValidityDays"], bootstrap_token_window_days=c["bootstrapTokenWindowDays"],
     )
     rt, kp, net, mi, os_ = data["runtime"], data["kubeProxy"], data["network"], data["mirrors"], data["os"]
     ipvs = kp["ipvs"]
