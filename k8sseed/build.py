@@ -14,8 +14,8 @@ from k8sseed.pki import derive_pki
 from k8sseed.plan import ClusterPlan, make_plan
 from k8sseed.profile import load_profile
 from k8sseed.router_configs import router_configs
-from k8sseed.secret_source import SecretSource
 from k8sseed.runbook import addition_steps, removal_steps, render_runbook
+from k8sseed.secret_source import SecretSource
 from k8sseed.secrets import read_secret
 from k8sseed.seed_workers import write_all_seeds
 from k8sseed.writers.manifest import (
