@@ -25,14 +25,7 @@ def bootstrap_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
              # Status reports (k8sseed serve): where ISO-booted nodes report, and the node's own signing key.
              ("K8SSEED_STATUS_URL", server.url if server and server.url else ""),
              ("K8SSEED_STATUS_KEY", plan.status_key(node))),
-        runcmd=(
-            ("systemctl", "daemon-reload"),
-            ("systemctl", "enable", "k8sseed-bootstrap.service"),
-            # --no-block: cloud-final (running this command) finishes now; the bootstrap takes minutes. No
-            # After=cloud-final in the unit: multi-user.target orders after it, and cloud-final after
-            # multi-user.target, so that ordering would be a cycle that systemd breaks by dropping the job.
-            ("systemctl", "start", "--no-block", "k8sseed-bootstrap.service"),
-        ),
+        start_units=("k8sseed-bootstrap.service",),
     )
 
 
