@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from k8sseed import __version__
-from k8sseed.errors import OutputError, ProfileError, ProfileWarning, SecretError
+from k8sseed.errors import OutputError, ProfileError, ProfileWarning, SecretError, UsageError
 
 EXIT_PROFILE = 2
 EXIT_OTHER = 1
@@ -144,15 +144,22 @@ def validate(profile: Path) -> None:
               help="Replace OUT even if it holds another cluster's seeds or files k8sseed did not write.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Processes building seeds (default: one per CPU for large profiles). The output is the same.")
-def build(profile: Path, out: Path, secret: Path | None, force: bool, jobs: int | None) -> None:
-    """Build one NoCloud seed ISO and seed directory per node into OUT."""
+@click.option("--format", "output_format", type=click.Choice(["auto", "cloud-init", "ignition", "all"]),
+              default="auto", show_default=True,
+              help="cloud-init: NoCloud ISO and seed directory per node; ignition: OUT/<node>.ign (Flatcar); all: "
+                   "both; auto: what the profile's os.family boots with.")
+def build(profile: Path, out: Path, secret: Path | None, force: bool, jobs: int | None, output_format: str) -> None:
+    """Build one seed per node into OUT: NoCloud seed ISO and directory, or Ignition config."""
     from k8sseed.build import build as run_build
 
     try:
-        result = run_build(profile, _secret_path(profile, secret), out, force=force, jobs=jobs)
+        result = run_build(profile, _secret_path(profile, secret), out, force=force, jobs=jobs,
+                           output_format=output_format)
     except ProfileError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_PROFILE)
+    except UsageError as exc:
+        _fail(str(exc), EXIT_PROFILE)
     except (SecretError, OutputError) as exc:
         _fail(str(exc))
     for warning in result.warnings:

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from k8sseed.carriers import cloud_init
+from k8sseed.carriers import cloud_init, ignition
 from k8sseed.components import Component, NodeFragment
 from k8sseed.components.addons import addons_fragment
 from k8sseed.components.apt_repositories import apt_repositories_fragment
@@ -16,7 +16,7 @@ from k8sseed.components.etcd_membership import etcd_membership_fragment
 from k8sseed.components.keepalived_haproxy import keepalived_haproxy_fragment
 from k8sseed.components.kubernetes import kubernetes_fragment
 from k8sseed.components.load_balancer import load_balancer_fragment
-from k8sseed.components.network import network_config
+from k8sseed.components.network import netplan, node_network
 from k8sseed.components.os_prep import os_prep_fragment
 from k8sseed.components.runtime import runtime_fragment
 from k8sseed.components.system import system_fragment
@@ -67,7 +67,12 @@ def user_data_text(plan: ClusterPlan, node: NodePlan) -> str:
 
 def build_seed(plan: ClusterPlan, node: NodePlan) -> NodeSeed:
     user_data = user_data_text(plan, node).encode("utf-8")
-    network = dump(network_config(plan, node)).encode("utf-8")
+    network = dump(netplan(node_network(plan, node))).encode("utf-8")
     digest = hashlib.sha256(user_data + b"\0" + network).hexdigest()[:16]
     meta = dump({"instance-id": f"k8sseed-{node.name}-{digest}", "local-hostname": node.name}).encode("utf-8")
     return NodeSeed(node.name, user_data, meta, network)
+
+
+def build_ignition(plan: ClusterPlan, node: NodePlan) -> bytes:
+    """The node's Ignition config (OUT/<node>.ign): the same NodeConfig and network as its NoCloud seed."""
+    return ignition.ignition_bytes(node_config(plan, node), node_network(plan, node))

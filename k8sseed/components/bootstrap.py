@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from k8sseed.components import NodeFile, NodeFragment
 from k8sseed.plan import ClusterPlan, NodePlan
-from k8sseed.templating import render_static, shell_assignments
+from k8sseed.templating import render, render_static, shell_assignments
 
-SCRIPT_PATH = "/usr/local/sbin/k8sseed-bootstrap"
+SCRIPT_PATH = "/usr/local/sbin/k8sseed-bootstrap"  # Debian and Ubuntu; plan.sbin_dir in general
 UNIT_PATH = "/etc/systemd/system/k8sseed-bootstrap.service"
 ENV_PATH = "/etc/k8sseed/node.env"
 REPORTER_PATH = "/usr/local/sbin/k8sseed-report"
@@ -16,9 +16,12 @@ def bootstrap_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
     server = plan.profile.seed_server
     return NodeFragment(
         files=(
-            NodeFile(SCRIPT_PATH, render_static("bootstrap.sh.j2"), "0755"),
-            NodeFile(UNIT_PATH, render_static("k8sseed-bootstrap.service.j2")),
-            NodeFile(REPORTER_PATH, render_static("k8sseed-report.py.j2"), "0755"),
+            NodeFile(f"{plan.sbin_dir}/k8sseed-bootstrap",
+                     render("bootstrap.sh.j2", flatcar=plan.flatcar, sbin_dir=plan.sbin_dir, bin_dir=plan.bin_dir),
+                     "0755"),
+            NodeFile(UNIT_PATH, render("k8sseed-bootstrap.service.j2", sbin_dir=plan.sbin_dir)),
+            # The reporter is Python, which Flatcar does not ship: Flatcar nodes do not report their phases.
+            *(() if plan.flatcar else (NodeFile(REPORTER_PATH, render_static("k8sseed-report.py.j2"), "0755"),)),
         ),
         env=(("K8SSEED_NODE_NAME", node.name), ("K8SSEED_NODE_IP", node.node.address),
              ("K8SSEED_CLUSTER_NAME", plan.profile.cluster.name),
