@@ -51,8 +51,8 @@ def _findings(src: Source) -> Iterator[Finding]:
     minor = version.split(".") if isinstance(version, str) else []
     if len(minor) == 3 and minor[1].isdigit() and int(minor[1]) < 31:
         yield src.finding(("cluster", "kubernetesVersion"),
-                          f"kubeadm before 1.31 needs crictl, which k8sseed does not install on Flatcar: use "
-                          f"Kubernetes 1.31 or newer with os.family flatcar (kubeadm talks to the CRI itself since)")
+                          "kubeadm before 1.31 needs crictl, which k8sseed does not install on Flatcar: use "
+                          "Kubernetes 1.31 or newer with os.family flatcar (kubeadm talks to the CRI itself since)")
     mode = _get(src.data, "controlPlaneLB", "mode")
     if mode in ("keepalived-haproxy", "node-local"):
         yield src.finding(("controlPlaneLB", "mode"),
