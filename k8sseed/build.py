@@ -65,14 +65,17 @@ def load_plan(profile_path: Path, secret_path: Path) -> tuple[ClusterPlan, tuple
 
 
 def carrier_format(plan: ClusterPlan, output_format: str) -> str:
-    """auto: Ignition for Flatcar, NoCloud seeds otherwise; a single carrier the OS does not read is refused."""
-    native = "ignition" if plan.profile.os_family == "flatcar" else "cloud-init"
-    if output_format == "auto":
-        return native
-    if output_format not in ("all", native):
-        raise UsageError(f"--format {output_format}: os.family {plan.profile.os_family} nodes boot with {native} "
-                         f"(use --format {native}, or all for both)")
-    return output_format
+    """auto: Ignition for Flatcar, NoCloud seeds otherwise. `all` (Flatcar only) adds the NoCloud rendering of the
+    same nodes, to read and compare; a carrier the OS does not read is refused."""
+    flatcar = plan.profile.os_family == "flatcar"
+    native = "ignition" if flatcar else "cloud-init"
+    if output_format in ("auto", native) or (output_format == "all" and flatcar):
+        return native if output_format == "auto" else output_format
+    if output_format == "all":
+        raise UsageError(f"--format all: os.family {plan.profile.os_family} nodes do not run Ignition (use --format "
+                         "cloud-init)")
+    raise UsageError(f"--format {output_format}: os.family {plan.profile.os_family} nodes boot with {native} "
+                     f"(use --format {native}{', or all for both' if flatcar else ''})")
 
 
 def source_date_epoch(plan: ClusterPlan) -> int:

@@ -131,8 +131,12 @@ def validate(profile: Path) -> None:
     click.echo(f"{profile}: valid: cluster {p.cluster.name}, Kubernetes {p.cluster.kubernetes_version}, "
                f"{sum(n.is_control_plane for n in p.nodes)} control-plane and "
                f"{sum(not n.is_control_plane for n in p.nodes)} worker nodes")
-    click.echo(f"note: boot the nodes from {OS_IMAGES[p.os_family]} with cloud-init and its NoCloud datasource; "
-               "a system installed with subiquity or debian-installer ignores the seed")
+    if p.os_family == "flatcar":
+        click.echo("note: boot the nodes from Flatcar Container Linux 3185.0.0 or newer with OUT/<node>.ign as their "
+                   "Ignition config (Ignition runs on the first boot only)")
+    else:
+        click.echo(f"note: boot the nodes from {OS_IMAGES[p.os_family]} with cloud-init and its NoCloud datasource; "
+                   "a system installed with subiquity or debian-installer ignores the seed")
 
 
 @cli.command()
@@ -146,8 +150,8 @@ def validate(profile: Path) -> None:
               help="Processes building seeds (default: one per CPU for large profiles). The output is the same.")
 @click.option("--format", "output_format", type=click.Choice(["auto", "cloud-init", "ignition", "all"]),
               default="auto", show_default=True,
-              help="cloud-init: NoCloud ISO and seed directory per node; ignition: OUT/<node>.ign (Flatcar); all: "
-                   "both; auto: what the profile's os.family boots with.")
+              help="cloud-init: NoCloud ISO and seed directory per node; ignition: OUT/<node>.ign (Flatcar); all "
+                   "(Flatcar): both, to compare; auto: what the profile's os.family boots with.")
 def build(profile: Path, out: Path, secret: Path | None, force: bool, jobs: int | None, output_format: str) -> None:
     """Build one seed per node into OUT: NoCloud seed ISO and directory, or Ignition config."""
     from k8sseed.build import build as run_build
@@ -180,12 +184,12 @@ def build(profile: Path, out: Path, secret: Path | None, force: bool, jobs: int 
 @click.argument("node")
 @click.option("--secret", type=click.Path(dir_okay=False, path_type=Path),
               help="Cluster secret file (default: PROFILE with .secret).")
-@click.option("--file", "which", type=click.Choice(["user-data", "meta-data", "network-config"]),
-              default="user-data", show_default=True)
-def render(profile: Path, node: str, secret: Path | None, which: str) -> None:
-    """Print one file of NODE's seed on stdout."""
+@click.option("--file", "which", type=click.Choice(["user-data", "meta-data", "network-config", "ignition"]),
+              default=None, help="[default: ignition for Flatcar, else user-data]")
+def render(profile: Path, node: str, secret: Path | None, which: str | None) -> None:
+    """Print one file of NODE's seed (or its Ignition config) on stdout."""
     from k8sseed.build import load_plan
-    from k8sseed.seed import build_seed
+    from k8sseed.seed import build_ignition, build_seed
 
     try:
         plan, _, _ = load_plan(profile, _secret_path(profile, secret))
@@ -197,7 +201,10 @@ def render(profile: Path, node: str, secret: Path | None, which: str) -> None:
     match = [n for n in plan.nodes if n.name == node]
     if not match:
         _fail(f"no node named '{node}' in {profile}; nodes: {', '.join(n.name for n in plan.nodes)}")
-    click.echo(dict(build_seed(plan, match[0]).files())[which].decode("utf-8"), nl=False)
+    if which is None:
+        which = "ignition" if plan.flatcar else "user-data"
+    data = build_ignition(plan, match[0]) if which == "ignition" else dict(build_seed(plan, match[0]).files())[which]
+    click.echo(data.decode("utf-8"), nl=False)
 
 
 def _yaml_mapping(data: bytes | None) -> dict[str, Any]:

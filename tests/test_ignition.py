@@ -223,16 +223,23 @@ def test_a_flatcar_profile_refuses_a_cloud_init_only_build(tmp_path: Path) -> No
     assert not (tmp_path / "out").exists()
 
 
-def test_format_all_adds_ignition_and_leaves_the_nocloud_seeds_as_they_were(tmp_path: Path) -> None:
+def test_format_all_adds_the_nocloud_rendering_and_leaves_the_ignition_configs_as_they_were(tmp_path: Path) -> None:
     secret = make_secret(tmp_path)
-    profile = PROFILES / "single-node.yaml"
     env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
-    assert run_cli("build", str(profile), "-o", str(tmp_path / "a"), "--secret", str(secret), env=env).returncode == 0
-    result = run_cli("build", str(profile), "-o", str(tmp_path / "b"), "--secret", str(secret), "--format", "all",
+    assert run_cli("build", str(FLATCAR), "-o", str(tmp_path / "a"), "--secret", str(secret), env=env).returncode == 0
+    result = run_cli("build", str(FLATCAR), "-o", str(tmp_path / "b"), "--secret", str(secret), "--format", "all",
                      env=env)
     assert result.returncode == 0, result.stderr
-    for name in ("solo-1.iso", "solo-1/user-data", "solo-1/meta-data", "solo-1/network-config"):
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert (tmp_path / "a" / "fc-cp-1.ign").read_bytes() == (tmp_path / "b" / "fc-cp-1.ign").read_bytes()
+    assert not (tmp_path / "a" / "fc-cp-1.iso").exists() and (tmp_path / "b" / "fc-cp-1.iso").is_file()
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
-    assert manifest["nodes"][0]["ignition"] == "solo-1.ign"
-    assert "solo-1.ign" in manifest["files"]
+    assert manifest["nodes"][0]["ignition"] == "fc-cp-1.ign" and manifest["nodes"][0]["iso"] == "fc-cp-1.iso"
+    assert {"fc-cp-1.ign", "fc-cp-1.iso", "fc-cp-1/user-data"} <= set(manifest["files"])
+
+
+def test_a_debian_profile_refuses_ignition(tmp_path: Path) -> None:
+    for output_format in ("ignition", "all"):
+        result = run_cli("build", str(PROFILES / "single-node.yaml"), "-o", str(tmp_path / "out"), "--secret",
+                         str(make_secret(tmp_path)), "--format", output_format)
+        assert result.returncode == 2 and "os.family debian nodes" in result.stderr, result.stderr
+        assert not (tmp_path / "out").exists()
