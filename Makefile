@@ -6,7 +6,7 @@ OUT    ?= out
 
 APT_PACKAGES = python3-venv python3-pip cloud-init shellcheck xorriso genisoimage bird2 keepalived haproxy \
                cloud-image-utils openssl systemd iproute2 curl frr pipx etcd-server etcd-client \
-               dnsmasq-base chromium
+               dnsmasq-base chromium jq ignition
 VM_PACKAGES  = qemu-system-x86 qemu-utils debootstrap e2fsprogs xorriso
 
 .PHONY: install demo test lint bench bench-serve e2e e2e-harness e2e-cluster e2e-etcd deps e2e-deps clean docs

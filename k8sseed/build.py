@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from k8sseed.errors import OutputError, ProfileWarning
+from k8sseed.errors import OutputError, ProfileWarning, UsageError
 from k8sseed.pki import derive_pki
 from k8sseed.plan import ClusterPlan, make_plan
 from k8sseed.profile import load_profile
@@ -17,9 +17,8 @@ from k8sseed.router_configs import router_configs
 from k8sseed.runbook import addition_steps, removal_steps, render_runbook
 from k8sseed.secret_source import SecretSource
 from k8sseed.secrets import read_secret
-from k8sseed.seed_workers import write_all_seeds
+from k8sseed.seed_workers import FORMATS, write_all_seeds
 from k8sseed.writers.manifest import (
-    SEED_FILES,
     manifest,
     manifest_bytes,
     node_changes,
@@ -96,6 +95,20 @@ def load_plan(profile_path: Path, secret_path: Path | SecretSource,
     return plan, loaded.warnings, hashlib.sha256(loaded.text.encode("utf-8")).hexdigest()
 
 
+def carrier_format(plan: ClusterPlan, output_format: str) -> str:
+    """auto: Ignition for Flatcar, NoCloud seeds otherwise. `all` (Flatcar only) adds the NoCloud rendering of the
+    same nodes, to read and compare; a carrier the OS does not read is refused."""
+    flatcar = plan.profile.os_family == "flatcar"
+    native = "ignition" if flatcar else "cloud-init"
+    if output_format in ("auto", native) or (output_format == "all" and flatcar):
+        return native if output_format == "auto" else output_format
+    if output_format == "all":
+        raise UsageError(f"--format all: os.family {plan.profile.os_family} nodes do not run Ignition (use --format "
+                         "cloud-init)")
+    raise UsageError(f"--format {output_format}: os.family {plan.profile.os_family} nodes boot with {native} "
+                     f"(use --format {native}{', or all for both' if flatcar else ''})")
+
+
 def source_date_epoch(plan: ClusterPlan) -> int:
     """SOURCE_DATE_EPOCH when set, else the start of the CAs' validity: never the clock."""
     env = os.environ.get("SOURCE_DATE_EPOCH")
@@ -130,10 +143,12 @@ def _losses(target: Path, previous: dict | None, plan: ClusterPlan) -> list[str]
 
 
 def build(profile_path: Path, secret_path: Path | SecretSource, out: Path, force: bool = False,
-          jobs: int | None = None, now: int | None = None) -> BuildResult:
+          jobs: int | None = None, now: int | None = None, output_format: str = "auto") -> BuildResult:
     """`jobs`: worker processes for the seeds (None: one per CPU once the profile has enough nodes); `now`: the
-    build's time for the join token's window (None: SOURCE_DATE_EPOCH, else the clock)."""
+    build's time for the join token's window (None: SOURCE_DATE_EPOCH, else the clock); `output_format`: a key of
+    seed_workers.FORMATS, or auto (what the profile's os.family boots with)."""
     plan, warnings, profile_sha = load_plan(profile_path, secret_path, now)
+    carriers = FORMATS[carrier_format(plan, output_format)]
     epoch = source_date_epoch(plan)
     target = resolve_out(out)
     check_replaceable(target, out)
@@ -150,19 +165,22 @@ def build(profile_path: Path, secret_path: Path | SecretSource, out: Path, force
         notes.append(expired)
     written = 0
     with atomic_output_dir(target) as tmp:
-        isos: dict[str, tuple[str, str]] = {}
+        isos: dict[str, tuple[str | None, str | None]] = {}
+        ignition: dict[str, str] = {}
         seed_sha: dict[str, dict[str, str]] = {}
         files: list[str] = []
         # One seed at a time per process: memory stays flat however many nodes the profile has. (Writing from a
         # second thread was measured slower than this: the GIL hand-offs after each system call cost more.)
-        for seed in write_all_seeds(plan, tmp, epoch, jobs):
+        for seed in write_all_seeds(plan, tmp, epoch, jobs, carriers):
             isos[seed.name] = (seed.iso_name, seed.iso_sha256)
             seed_sha[seed.name] = seed.file_sha256
-            files += [seed.iso_name, *(f"{seed.name}/{name}" for name in SEED_FILES)]
+            if seed.ignition_name:
+                ignition[seed.name] = seed.ignition_name
+            files += seed.paths
             written += seed.size
         written += write_router_files(routers, tmp, epoch)
         files += [f"router/{name}" for name in routers]
-        summary = manifest(plan, profile_sha, isos, seed_sha, files)
+        summary = manifest(plan, profile_sha, isos, seed_sha, files, ignition)
         data = manifest_bytes(summary)
         (tmp / "manifest.json").write_bytes(data)
         os.chmod(tmp / "manifest.json", 0o600)

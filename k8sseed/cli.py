@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from k8sseed import __version__
-from k8sseed.errors import OutputError, ProfileError, ProfileWarning, SecretError
+from k8sseed.errors import OutputError, ProfileError, ProfileWarning, SecretError, UsageError
 from k8sseed.profile.model import Role
 
 EXIT_PROFILE = 2
@@ -160,8 +160,12 @@ def validate(profile: Path) -> None:
                f"{sum(n.is_control_plane for n in p.nodes)} control-plane and "
                f"{sum(n.role is Role.WORKER for n in p.nodes)} worker nodes"
                + (f", {sum(n.is_etcd for n in p.nodes)} etcd nodes" if p.external_etcd else ""))
-    click.echo(f"note: boot the nodes from {OS_IMAGES[p.os_family]} with cloud-init and its NoCloud datasource; "
-               "a system installed with subiquity or debian-installer ignores the seed")
+    if p.os_family == "flatcar":
+        click.echo("note: boot the nodes from Flatcar Container Linux 3185.0.0 or newer with OUT/<node>.ign as their "
+                   "Ignition config (Ignition runs on the first boot only)")
+    else:
+        click.echo(f"note: boot the nodes from {OS_IMAGES[p.os_family]} with cloud-init and its NoCloud datasource; "
+                   "a system installed with subiquity or debian-installer ignores the seed")
 
 
 @cli.command()
@@ -177,17 +181,23 @@ def validate(profile: Path) -> None:
 @click.option("--now", "now", metavar="TIME", default=None,
               help="The build's time for the join token's window: seconds since the epoch or an ISO 8601 date/time "
                    "(default: SOURCE_DATE_EPOCH, else the clock).")
+@click.option("--format", "output_format", type=click.Choice(["auto", "cloud-init", "ignition", "all"]),
+              default="auto", show_default=True,
+              help="cloud-init: NoCloud ISO and seed directory per node; ignition: OUT/<node>.ign (Flatcar); all "
+                   "(Flatcar): both, to compare; auto: what the profile's os.family boots with.")
 def build(profile: Path, out: Path, secret: Path | None, secret_cmd: str | None, force: bool,
-          jobs: int | None, now: str | None) -> None:
-    """Build one NoCloud seed ISO and seed directory per node into OUT."""
+          jobs: int | None, now: str | None, output_format: str) -> None:
+    """Build one seed per node into OUT: NoCloud seed ISO and directory, or Ignition config."""
     from k8sseed.build import build as run_build
 
     try:
         result = run_build(profile, _secret_source(profile, secret, secret_cmd), out, force=force, jobs=jobs,
-                           now=_now(now))
+                           now=_now(now), output_format=output_format)
     except ProfileError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_PROFILE)
+    except UsageError as exc:
+        _fail(str(exc), EXIT_PROFILE)
     except (SecretError, OutputError) as exc:
         _fail(str(exc))
     for warning in result.warnings:
@@ -210,15 +220,15 @@ def build(profile: Path, out: Path, secret: Path | None, secret_cmd: str | None,
 @click.option("--secret", type=click.Path(dir_okay=False, path_type=Path),
               help="Cluster secret file (default: PROFILE with .secret).")
 @click.option("--secret-cmd", metavar="COMMAND", help=SECRET_CMD_HELP)
-@click.option("--file", "which", type=click.Choice(["user-data", "meta-data", "network-config"]),
-              default="user-data", show_default=True)
+@click.option("--file", "which", type=click.Choice(["user-data", "meta-data", "network-config", "ignition"]),
+              default=None, help="[default: ignition for Flatcar, else user-data]")
 @click.option("--write-file", "write_file", metavar="PATH",
               help="Print the content of the file the seed writes to PATH instead (e.g. /etc/haproxy/haproxy.cfg).")
-def render(profile: Path, node: str, secret: Path | None, secret_cmd: str | None, which: str,
+def render(profile: Path, node: str, secret: Path | None, secret_cmd: str | None, which: str | None,
            write_file: str | None) -> None:
-    """Print one file of NODE's seed on stdout."""
+    """Print one file of NODE's seed (or its Ignition config, or a file the seed writes) on stdout."""
     from k8sseed.build import load_plan
-    from k8sseed.seed import build_seed
+    from k8sseed.seed import build_ignition, build_seed
 
     try:
         plan, _, _ = load_plan(profile, _secret_source(profile, secret, secret_cmd))
@@ -230,15 +240,18 @@ def render(profile: Path, node: str, secret: Path | None, secret_cmd: str | None
     match = [n for n in plan.nodes if n.name == node]
     if not match:
         _fail(f"no node named '{node}' in {profile}; nodes: {', '.join(n.name for n in plan.nodes)}")
-    if write_file is not None:  # growth: a running node's config replaced from a rebuilt seed (k8sseed runbook)
-        from k8sseed.seed import user_data_dict
+    if write_file is not None:  # a running node's config replaced from a rebuilt seed (k8sseed runbook)
+        from k8sseed.seed import node_config
 
-        entries = {f["path"]: f["content"] for f in user_data_dict(plan, match[0])["write_files"]}
+        entries = {f.path: f.content for f in node_config(plan, match[0]).files}
         if write_file not in entries:
             _fail(f"{node}'s seed writes no {write_file}; it writes: {', '.join(sorted(entries))}")
         click.echo(entries[write_file], nl=False)
         return
-    click.echo(dict(build_seed(plan, match[0]).files())[which].decode("utf-8"), nl=False)
+    if which is None:
+        which = "ignition" if plan.flatcar else "user-data"
+    data = build_ignition(plan, match[0]) if which == "ignition" else dict(build_seed(plan, match[0]).files())[which]
+    click.echo(data.decode("utf-8"), nl=False)
 
 
 def _yaml_mapping(data: bytes | None) -> dict[str, Any]:

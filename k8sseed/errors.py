@@ -66,3 +66,7 @@ class SecretError(Exception):
 
 class OutputError(Exception):
     """The output directory cannot be written."""
+
+
+class UsageError(Exception):
+    """A command-line choice that does not fit the profile (exit 2)."""

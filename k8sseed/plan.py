@@ -101,6 +101,21 @@ class ClusterPlan:
     def etcd_endpoints(self) -> tuple[str, ...]:
         return tuple(self.etcd_client_url(n) for n in self.etcd_nodes)
 
+    @property
+    def flatcar(self) -> bool:
+        """Flatcar nodes: /usr is read-only, no package manager, no Python."""
+        return self.profile.os_family == "flatcar"
+
+    @property
+    def sbin_dir(self) -> str:
+        """Where k8sseed's node scripts go (Flatcar's /usr is read-only: /opt/bin, which is on its PATH)."""
+        return "/opt/bin" if self.flatcar else "/usr/local/sbin"
+
+    @property
+    def bin_dir(self) -> str:
+        """Where downloaded binaries go (cri-dockerd; on Flatcar also kubeadm, kubelet, kubectl)."""
+        return "/opt/bin" if self.flatcar else "/usr/local/bin"
+
     def status_key(self, node: NodePlan) -> str:
         return self._status_key_by_node[node.name]
 

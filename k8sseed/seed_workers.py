@@ -15,8 +15,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from k8sseed.plan import ClusterPlan, NodePlan
-from k8sseed.seed import build_seed
-from k8sseed.writers.seed_files import WrittenSeed, pack_seed, write_packed_seed
+from k8sseed.seed import build_ignition, build_seed
+from k8sseed.writers.seed_files import WrittenSeed, pack_seed, write_ignition, write_packed_seed
 
 MIN_NODES_PER_WORKER = 50  # below this, starting a process costs more than it saves
 _CHUNKS_PER_WORKER = 8  # small chunks: the workers finish together; a failure stops the rest early
@@ -35,12 +35,21 @@ def worker_count(jobs: int | None, nodes: int) -> int:
     return max(1, min(jobs, nodes))
 
 
-def _build_and_write(plan: ClusterPlan, node: NodePlan, out: Path, epoch: int) -> WrittenSeed:
-    return write_packed_seed(pack_seed(build_seed(plan, node), epoch), out, epoch)
+CLOUD_INIT, IGNITION = "cloud-init", "ignition"
+FORMATS = {"cloud-init": (CLOUD_INIT,), "ignition": (IGNITION,), "all": (CLOUD_INIT, IGNITION)}
+
+
+def _build_and_write(plan: ClusterPlan, node: NodePlan, out: Path, epoch: int,
+                     carriers: tuple[str, ...] = (CLOUD_INIT,)) -> WrittenSeed:
+    seed = write_packed_seed(pack_seed(build_seed(plan, node), epoch), out, epoch) if CLOUD_INIT in carriers else None
+    if IGNITION in carriers:
+        return write_ignition(node.name, build_ignition(plan, node), out, epoch, seed)
+    assert seed is not None
+    return seed
 
 
 # Set in the parent just before the workers are forked; each worker reads its copy.
-_JOB: tuple[ClusterPlan, Path, int] | None = None
+_JOB: tuple[ClusterPlan, Path, int, tuple[str, ...]] | None = None
 
 
 def _start_worker(parent: int) -> None:
@@ -54,20 +63,22 @@ def _start_worker(parent: int) -> None:
 
 def _write_chunk(first: int, stop: int) -> list[WrittenSeed]:
     assert _JOB is not None
-    plan, out, epoch = _JOB
-    return [_build_and_write(plan, plan.nodes[i], out, epoch) for i in range(first, stop)]
+    plan, out, epoch, carriers = _JOB
+    return [_build_and_write(plan, plan.nodes[i], out, epoch, carriers) for i in range(first, stop)]
 
 
-def write_all_seeds(plan: ClusterPlan, out: Path, epoch: int, jobs: int | None = None) -> list[WrittenSeed]:
-    """Every node's seed written under `out`, in plan order; `jobs` worker processes (None: automatic)."""
+def write_all_seeds(plan: ClusterPlan, out: Path, epoch: int, jobs: int | None = None,
+                    carriers: tuple[str, ...] = (CLOUD_INIT,)) -> list[WrittenSeed]:
+    """Every node's seed written under `out`, in plan order; `jobs` worker processes (None: automatic);
+    `carriers`: NoCloud seeds (cloud-init), Ignition configs, or both."""
     global _JOB
     count = len(plan.nodes)
     workers = worker_count(jobs, count)
     if workers == 1:
-        return [_build_and_write(plan, node, out, epoch) for node in plan.nodes]
+        return [_build_and_write(plan, node, out, epoch, carriers) for node in plan.nodes]
     size = -(-count // (workers * _CHUNKS_PER_WORKER))
     bounds = [(first, min(first + size, count)) for first in range(0, count, size)]
-    _JOB = (plan, out, epoch)
+    _JOB = (plan, out, epoch, carriers)
     try:
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                    initializer=_start_worker, initargs=(os.getpid(),))

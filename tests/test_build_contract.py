@@ -241,7 +241,8 @@ def test_cri_dockerd_gets_the_pause_image_of_the_kubernetes_minor(built):
     expected = {"reference": "registry.k8s.io/pause:3.8", "keepalived-haproxy": "registry.k8s.io/pause:3.8",
                 "single-node": "registry.k8s.io/pause:3.9", "node-local": "registry.k8s.io/pause:3.10",
                 "current": "harbor.lab.example.com:5000/registry.k8s.io/pause:3.10.1",
-                "external-etcd": "registry.k8s.io/pause:3.10"}
+                "external-etcd": "registry.k8s.io/pause:3.10",
+                "flatcar": "registry.k8s.io/pause:3.10.1"}
     for stem, out in built.items():
         seed = node_dirs(out)[0]
         unit = _write_files(seed)["/etc/systemd/system/cri-docker.service"]

@@ -25,7 +25,7 @@ from netns_support import API_STANDIN, stop_process
 
 from k8sseed.pki import CertAndKey, derive_pki
 from k8sseed.secrets import ClusterSecret
-from k8sseed.templating import render_static
+from k8sseed.templating import render
 
 NAMES = ("cp-1", "cp-2", "cp-3")
 
@@ -58,7 +58,7 @@ class EtcdLab:
     """Up to three etcd members on 127.x.y.11-13 (random x.y: no clash with anything else on loopback) and an
     API server stand-in per member on :6443. Only the processes it started are ever stopped, by their PID."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, flatcar: bool = False) -> None:
         self.work = work
         base = f"127.{random.randint(100, 250)}.{random.randint(1, 250)}."
         self.ips = {name: f"{base}{11 + i}" for i, name in enumerate(NAMES)}
@@ -80,7 +80,7 @@ class EtcdLab:
         self.etcd: dict[str, subprocess.Popen] = {}
         self.api: dict[str, subprocess.Popen] = {}
         self.script = work / "k8sseed-etcd"
-        self.script.write_text(render_static("k8sseed-etcd.sh.j2"))
+        self.script.write_text(render("k8sseed-etcd.sh.j2", flatcar=flatcar))
         self.script.chmod(0o755)
 
     def peer_url(self, name: str) -> str:
@@ -159,12 +159,15 @@ class EtcdLab:
             stop_process(proc)
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory):
+# The script as Debian/Ubuntu nodes get it (member lists read with python3) and as Flatcar nodes get it (jq).
+@pytest.fixture(scope="module", params=[False, True], ids=["python3", "flatcar-jq"])
+def lab(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
     require_tool("etcd")
     require_tool("etcdctl")
     require_tool("openssl")
-    lab = EtcdLab(tmp_path_factory.mktemp("etcd-lab"))
+    if request.param:
+        require_tool("jq")
+    lab = EtcdLab(tmp_path_factory.mktemp("etcd-lab"), flatcar=request.param)
     try:
         lab.start_etcd("cp-1", f"cp-1={lab.peer_url('cp-1')}", "new")
         lab.start_api("cp-1")

@@ -1,10 +1,13 @@
-"""Node components: each turns the plan for one node into a NodeFragment."""
+"""Node components: each turns the plan for one node into a NodeFragment.
+
+A fragment says what the node needs in carrier-neutral terms (files, environment for the bootstrap, host
+settings, users, units to start); k8sseed/carriers/ turns the merged fragments into cloud-init or Ignition.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from k8sseed.plan import ClusterPlan, NodePlan
 
@@ -17,11 +20,29 @@ class NodeFile:
 
 
 @dataclass(frozen=True)
+class NodeUser:
+    name: str
+    shell: str
+    sudo: bool  # passwordless sudo for everything
+    password_hash: str | None  # crypt hash; None: the password is locked
+    ssh_authorized_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    hostname: str
+    timezone: str
+    ntp_servers: tuple[str, ...] = ()
+    package_mirror: str | None = None  # the OS package mirror (apt on Debian and Ubuntu)
+
+
+@dataclass(frozen=True)
 class NodeFragment:
     files: tuple[NodeFile, ...] = ()
     env: tuple[tuple[str, str | tuple[str, ...]], ...] = ()  # assignments for /etc/k8sseed/node.env
-    cloud_config: dict[str, Any] = field(default_factory=dict)  # top-level cloud-config keys
-    runcmd: tuple[tuple[str, ...], ...] = ()
+    host: HostSettings | None = None  # one component (system) sets it
+    users: tuple[NodeUser, ...] = ()
+    start_units: tuple[str, ...] = ()  # systemd units enabled, then started once the node is configured
 
 
 Component = Callable[[ClusterPlan, NodePlan], NodeFragment]

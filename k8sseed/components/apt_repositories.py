@@ -29,6 +29,8 @@ def _source(plan_value: str, name: str, files: list[NodeFile]) -> str:
 
 
 def apt_repositories_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
+    if plan.flatcar:  # no apt: the bootstrap downloads what it needs
+        return NodeFragment()
     files = [
         NodeFile(APT_SCRIPT_PATH, render_static("k8sseed-apt.sh.j2"), "0755"),
         NodeFile(LOCK_CONF_PATH, "// k8sseed: wait for another apt or dpkg (unattended-upgrades on first boot) "

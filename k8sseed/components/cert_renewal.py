@@ -20,11 +20,11 @@ def cert_renewal_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
         return NodeFragment()
     return NodeFragment(
         files=(
-            NodeFile(SCRIPT_PATH, render_static("k8sseed-cert-renewal.sh.j2"), "0755"),
+            NodeFile(f"{plan.sbin_dir}/k8sseed-cert-renewal", render_static("k8sseed-cert-renewal.sh.j2"), "0755"),
             NodeFile(f"/etc/systemd/system/{SERVICE}",
-                     render("k8sseed-cert-renewal.service.j2", script=SCRIPT_PATH, days=RENEW_BEFORE_DAYS,
+                     render("k8sseed-cert-renewal.service.j2", script=f"{plan.sbin_dir}/k8sseed-cert-renewal", days=RENEW_BEFORE_DAYS,
                             cri_socket=CRI_SOCKET)),
             NodeFile(f"/etc/systemd/system/{TIMER}", render_static("k8sseed-cert-renewal.timer.j2")),
         ),
-        runcmd=(("systemctl", "enable", "--now", TIMER),),
+        start_units=(TIMER,),
     )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from k8sseed.components import NodeFile, NodeFragment
 from k8sseed.plan import ClusterPlan, NodePlan
-from k8sseed.templating import render_static
+from k8sseed.templating import render
 
-SCRIPT_PATH = "/usr/local/sbin/k8sseed-etcd"
+SCRIPT_PATH = "/usr/local/sbin/k8sseed-etcd"  # Debian and Ubuntu; plan.sbin_dir in general
 
 
 def _names_and_ips(nodes: tuple[NodePlan, ...]) -> tuple[str, ...]:
@@ -17,7 +17,8 @@ def etcd_membership_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
     """Control planes get the etcd/API check script; every node gets the (possibly empty) lists the bootstrap
     passes to it: the control planes to wait for before joining, and the ones to ask when removing its member."""
     stacked_cp = node.node.is_control_plane and not plan.external_etcd  # external etcd: external_etcd.py
-    files = (NodeFile(SCRIPT_PATH, render_static("k8sseed-etcd.sh.j2"), "0755"),) if stacked_cp else ()
+    script = NodeFile(f"{plan.sbin_dir}/k8sseed-etcd", render("k8sseed-etcd.sh.j2", flatcar=plan.flatcar), "0755")
+    files = (script,) if stacked_cp else ()
     return NodeFragment(
         files=files,
         env=(

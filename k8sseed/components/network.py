@@ -1,28 +1,51 @@
-"""network-config (netplan v2): the node's static address on the MAC-matched interface."""
+"""The node's static network, once as data (NodeNetwork), rendered as netplan v2 for cloud-init's network-config
+and as systemd-networkd files by the Ignition carrier."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from k8sseed.plan import ClusterPlan, NodePlan
 
 
-def network_config(plan: ClusterPlan, node: NodePlan) -> dict[str, Any]:
+@dataclass(frozen=True)
+class NodeNetwork:
+    mac: str | None
+    interface_name: str | None  # rename the NIC matched by its MAC to this
+    address: str  # with prefix
+    gateway: str | None
+    nameservers: tuple[str, ...]
+    search_domains: tuple[str, ...]
+    mtu: int | None
+
+
+def node_network(plan: ClusterPlan, node: NodePlan) -> NodeNetwork:
     p = plan.profile
-    nic: dict[str, Any] = {"match": {"macaddress": node.node.mac}}
-    if node.node.interface_name:
-        nic["set-name"] = node.node.interface_name
-    nic["addresses"] = [str(node.node.ip)]
     gateway = node.node.gateway or p.gateway
-    if gateway:
-        nic["routes"] = [{"to": "0.0.0.0/0", "via": str(gateway)}]
-    if p.nameservers or p.search_domains:
+    return NodeNetwork(node.node.mac, node.node.interface_name or None, str(node.node.ip),
+                       str(gateway) if gateway else None, tuple(p.nameservers), tuple(p.search_domains),
+                       p.mtu or None)
+
+
+def netplan(network: NodeNetwork) -> dict[str, Any]:
+    nic: dict[str, Any] = {"match": {"macaddress": network.mac}}
+    if network.interface_name:
+        nic["set-name"] = network.interface_name
+    nic["addresses"] = [network.address]
+    if network.gateway:
+        nic["routes"] = [{"to": "0.0.0.0/0", "via": network.gateway}]
+    if network.nameservers or network.search_domains:
         servers: dict[str, Any] = {}
-        if p.nameservers:
-            servers["addresses"] = list(p.nameservers)
-        if p.search_domains:
-            servers["search"] = list(p.search_domains)
+        if network.nameservers:
+            servers["addresses"] = list(network.nameservers)
+        if network.search_domains:
+            servers["search"] = list(network.search_domains)
         nic["nameservers"] = servers
-    if p.mtu:
-        nic["mtu"] = p.mtu
-    return {"version": 2, "ethernets": {node.node.interface_name or "primary": nic}}
+    if network.mtu:
+        nic["mtu"] = network.mtu
+    return {"version": 2, "ethernets": {network.interface_name or "primary": nic}}
+
+
+def network_config(plan: ClusterPlan, node: NodePlan) -> dict[str, Any]:
+    return netplan(node_network(plan, node))

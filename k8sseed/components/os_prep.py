@@ -9,6 +9,8 @@ BASE_MODULES = ("overlay", "br_netfilter")
 IPVS_MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack")
 BASE_PACKAGES = ("curl", "ca-certificates", "gnupg", "conntrack", "socat", "ethtool", "iptables", "ipset",
                  "ipvsadm", "bird2")
+# Flatcar has no package manager: the bootstrap checks that its image has these commands (it ships them).
+FLATCAR_COMMANDS = ("curl", "conntrack", "socat", "ethtool", "iptables", "ipset", "ipvsadm", "jq")
 SYSCTLS = (
     ("net.bridge.bridge-nf-call-iptables", "1"),
     ("net.bridge.bridge-nf-call-ip6tables", "1"),
@@ -34,5 +36,6 @@ def os_prep_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
             NodeFile("/etc/sysctl.d/90-k8sseed.conf",
                      "# Kubernetes networking (k8sseed)\n" + "".join(f"{k} = {v}\n" for k, v in SYSCTLS)),
         ),
-        env=(("K8SSEED_KERNEL_MODULES", modules), ("K8SSEED_OS_PACKAGES", BASE_PACKAGES)),
+        env=(("K8SSEED_KERNEL_MODULES", modules),
+             ("K8SSEED_OS_PACKAGES", FLATCAR_COMMANDS if plan.flatcar else BASE_PACKAGES)),
     )

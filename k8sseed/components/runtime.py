@@ -32,7 +32,7 @@ def runtime_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
             NodeFile("/etc/docker/daemon.json", json.dumps(docker_daemon_config(plan), indent=2, sort_keys=True)
                      + "\n"),
             NodeFile("/etc/systemd/system/cri-docker.service",
-                     render("cri-docker.service.j2", pause_image=plan.pause_image)),
+                     render("cri-docker.service.j2", pause_image=plan.pause_image, bin_dir=plan.bin_dir)),
             NodeFile("/etc/systemd/system/cri-docker.socket", render("cri-docker.socket.j2")),
         ),
         env=(

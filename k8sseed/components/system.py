@@ -1,46 +1,18 @@
-"""Host identity, users, time and the OS package mirror: plain cloud-config modules."""
+"""Host identity, users, time and the OS package mirror."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from k8sseed.components import NodeFragment
+from k8sseed.components import HostSettings, NodeFragment, NodeUser
 from k8sseed.plan import ClusterPlan, NodePlan
 
 
-def _users(plan: ClusterPlan) -> list[dict[str, Any]]:
+def _users(plan: ClusterPlan) -> tuple[NodeUser, ...]:
     hashes = dict(plan.password_hashes)
-    users = []
-    for user in plan.profile.users:
-        entry: dict[str, Any] = {"name": user.name, "shell": user.shell}
-        if user.sudo:
-            entry["sudo"] = "ALL=(ALL) NOPASSWD:ALL"
-        if user.name in hashes:
-            entry["hashed_passwd"] = hashes[user.name]
-            entry["lock_passwd"] = False
-        else:
-            entry["lock_passwd"] = True
-        if user.ssh_authorized_keys:
-            entry["ssh_authorized_keys"] = list(user.ssh_authorized_keys)
-        users.append(entry)
-    return users
+    return tuple(NodeUser(user.name, user.shell, user.sudo, hashes.get(user.name), tuple(user.ssh_authorized_keys))
+                 for user in plan.profile.users)
 
 
 def system_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
     p = plan.profile
-    config: dict[str, Any] = {
-        "hostname": node.name,
-        "preserve_hostname": False,
-        "manage_etc_hosts": "localhost",
-        "timezone": p.timezone,
-        "ssh_pwauth": False,
-        "disable_root": True,
-    }
-    users = _users(plan)
-    if users:
-        config["users"] = users
-    if p.ntp_servers:
-        config["ntp"] = {"enabled": True, "servers": list(p.ntp_servers)}
-    if p.mirrors.apt:
-        config["apt"] = {"primary": [{"arches": ["default"], "uri": p.mirrors.apt}]}
-    return NodeFragment(cloud_config=config)
+    host = HostSettings(node.name, p.timezone, tuple(p.ntp_servers), p.mirrors.apt or None)
+    return NodeFragment(host=host, users=_users(plan))

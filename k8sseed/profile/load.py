@@ -7,6 +7,7 @@ from pathlib import Path
 
 from k8sseed.errors import Finding, ProfileError, ProfileWarning
 from k8sseed.profile.checks import semantic_findings, warnings_for
+from k8sseed.profile.flatcar_checks import flatcar_findings
 from k8sseed.profile.model import Profile, apply_defaults, build_model
 from k8sseed.profile.schema_check import check_schema, profile_schema
 from k8sseed.profile.seed_server_checks import seed_server_findings
@@ -30,6 +31,7 @@ def load_profile_text(text: str, filename: str = "profile.yaml") -> LoadedProfil
     findings, valid_part = check_schema(src)
     findings += semantic_findings(valid_part)
     findings += seed_server_findings(valid_part)
+    findings += flatcar_findings(valid_part)
     if findings:
         raise ProfileError(filename, list(dict.fromkeys(findings)))
     schema = profile_schema()

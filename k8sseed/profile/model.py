@@ -215,6 +215,22 @@ class Etcd:
 
 
 @dataclass(frozen=True)
+class Flatcar:
+    """os.flatcar: what Flatcar nodes download, since they have no package manager."""
+
+    kubernetes_binaries: str  # URL with {version}, {arch}, {binary}
+    kubernetes_sha256: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]  # (arch, ((binary, sum), ...))
+
+    def sums_for(self, arch: str) -> dict[str, str]:
+        return dict(dict(self.kubernetes_sha256).get(arch, ()))
+
+
+def _flatcar(raw: dict[str, Any]) -> Flatcar:
+    return Flatcar(raw["kubernetesBinaries"],
+                   tuple((arch, tuple(sorted(sums.items()))) for arch, sums in sorted(raw["kubernetesSha256"].items())))
+
+
+@dataclass(frozen=True)
 class Profile:
     cluster: Cluster
     lb_mode: str
@@ -242,6 +258,7 @@ class Profile:
     acknowledged: frozenset[str] = frozenset()  # warning ids the profile accepts
     seed_server: SeedServer | None = None
     etcd: Etcd | None = None  # set with cluster.topology external-etcd
+    flatcar: Flatcar | None = None  # os.flatcar: only with os_family flatcar
 
     @property
     def external_etcd(self) -> bool:
@@ -365,4 +382,5 @@ def build_model(data: dict[str, Any]) -> Profile:
         acknowledged=frozenset(data["acknowledge"]),
         seed_server=_seed_server(data["seedServer"]) if "seedServer" in data else None,
         etcd=_etcd(data["etcd"], mi["etcd"]) if c["topology"] == "external-etcd" else None,
+        flatcar=_flatcar(os_["flatcar"]) if "flatcar" in os_ else None,
     )

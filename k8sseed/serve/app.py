@@ -28,6 +28,9 @@ from k8sseed.serve.seeds import SEED_FILES, Generation, NotAnOutput, OutDir, See
 from k8sseed.serve.status import StatusBoard
 from k8sseed.templating import render_static
 
+IGNITION_FILE = "config.ign"  # /<node>/config.ign and /by-mac/<mac>/config.ign serve OUT/<node>.ign
+IGNITION_TYPE = "application/vnd.coreos.ignition+json"
+
 LOG = logging.getLogger("k8sseed.serve")
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 HANDED_OUT = "handed-out"
@@ -254,6 +257,8 @@ class SeedServer:
                 raise SeedRefused(404, f"no node '{node}' in this build")
             # cloud-init asks for it on every HTTP seed and retries a failed fetch: nothing to add, say so at once.
             return Response(200, b""), f"node={node}"
+        if name == IGNITION_FILE:
+            return self.ignition_config(generation, node, request)
         if name not in SEED_FILES:
             raise SeedRefused(404, f"no seed file '{name}'")
         guarded = name == "user-data"
@@ -264,6 +269,13 @@ class SeedServer:
             self.mark_handed_out(generation, node, request)
         content_type = "text/cloud-config; charset=utf-8" if name == "user-data" else "text/yaml; charset=utf-8"
         return Response(200, content_type=content_type, file=FileBody(fd, 0, size)), f"node={node}"
+
+    def ignition_config(self, generation: Generation, node: str, request: Request) -> tuple[Response, str]:
+        """OUT/<node>.ign: like user-data, it carries a control plane's CA keys, so hand-out-once guards it."""
+        self.check_hand_out(generation, node, request)
+        fd, size = generation.open_ignition(node)
+        self.mark_handed_out(generation, node, request)
+        return Response(200, content_type=IGNITION_TYPE, file=FileBody(fd, 0, size)), f"node={node}"
 
     def iso(self, generation: Generation, node: str, request: Request) -> tuple[Response, str]:
         self.check_hand_out(generation, node, request)
@@ -303,6 +315,9 @@ class SeedServer:
         if len(rest) == 2 and rest[0] == "by-mac" and rest[1].endswith(".ipxe"):
             node = self.lookup(generation, "by-mac", rest[1][:-5])
             seed = generation.nodes[node]
+            if seed.ignition and self.profile.os_family == "flatcar":
+                script = ipxe.node_script(base, node, seed.role, seed.mac or "", pxe, None, ignition=True)
+                return Response(200, script.encode(), kind)
             fd, size = generation.open_seed_file(node, "network-config")
             try:
                 network_config = os.pread(fd, size, 0)

@@ -54,10 +54,18 @@ def seed_arguments(base_url: str, mac: str, network_config: bytes | None) -> lis
     return args
 
 
-def node_script(base_url: str, node: str, role: str, mac: str, pxe: Pxe, network_config: bytes | None) -> str:
-    """Boots the profile's kernel and initrd with the NoCloud seed URL of this machine."""
+def ignition_arguments(base_url: str, mac: str) -> list[str]:
+    """Kernel arguments that make Flatcar's Ignition fetch this machine's config from the server.
+    `flatcar.first_boot=1`: Ignition runs only on a first boot, which a PXE boot must say it is."""
+    return ["flatcar.first_boot=1", _word(f"ignition.config.url={_word(base_url)}by-mac/{mac}/config.ign")]
+
+
+def node_script(base_url: str, node: str, role: str, mac: str, pxe: Pxe, network_config: bytes | None,
+                ignition: bool = False) -> str:
+    """Boots the profile's kernel and initrd with the NoCloud seed URL (or the Ignition config URL) of this
+    machine."""
     args = " ".join(_word(a) for a in pxe.kernel_args)
-    seed = " ".join(seed_arguments(base_url, mac, network_config))
+    seed = " ".join(ignition_arguments(base_url, mac) if ignition else seed_arguments(base_url, mac, network_config))
     kernel_line = " ".join(x for x in (f"kernel {_word(pxe.kernel)} initrd=initrd", args, seed) if x)
     return (
         "#!ipxe\n"

@@ -44,6 +44,7 @@ class SeedNode:
     mac: str | None
     iso: str | None  # file name of the ISO relative to OUT
     iso_sha256: str | None = None
+    ignition: str | None = None  # file name of the Ignition config relative to OUT (builds with --format ignition)
 
 
 def normalize_mac(text: str) -> str | None:
@@ -78,8 +79,9 @@ class Generation:
             mac = normalize_mac(entry["mac"]) if isinstance(entry.get("mac"), str) else None
             iso = entry.get("iso") if entry.get("iso") == f"{entry['name']}.iso" else None
             digest = entry.get("sha256") if isinstance(entry.get("sha256"), str) else None
+            ignition = entry.get("ignition") if entry.get("ignition") == f"{entry['name']}.ign" else None
             node = SeedNode(entry["name"], str(entry.get("role", "")), mac, iso,
-                            digest if digest and re.fullmatch(r"[0-9a-f]{64}", digest) else None)
+                            digest if digest and re.fullmatch(r"[0-9a-f]{64}", digest) else None, ignition)
             self.nodes[node.name] = node
             if mac:
                 self.by_mac[mac] = node.name
@@ -104,6 +106,14 @@ class Generation:
         if seed is None or not seed.iso or "/" in seed.iso or seed.iso in ("", ".", ".."):
             raise SeedRefused(404, f"no ISO for node '{node}' in this build")
         return self._open_regular(seed.iso, self.dirfd, seed.iso)
+
+    def open_ignition(self, node: str) -> tuple[int, int]:
+        seed = self.nodes.get(node)
+        if seed is None:
+            raise SeedRefused(404, f"no node '{node}' in this build")
+        if not seed.ignition:
+            raise SeedRefused(404, f"no Ignition config for node '{node}' in this build (build with --format ignition)")
+        return self._open_regular(seed.ignition, self.dirfd, seed.ignition)
 
     def _open_regular(self, name: str, dirfd: int, shown: str) -> tuple[int, int]:
         try:

@@ -14,9 +14,12 @@ NAME = "manifest.json"
 SEED_FILES = ("user-data", "meta-data", "network-config")
 
 
-def manifest(plan: ClusterPlan, profile_sha256: str, isos: dict[str, tuple[str, str]],
-             seed_sha256: dict[str, dict[str, str]], files: list[str]) -> dict[str, Any]:
-    """`seed_sha256`: node -> seed file -> sha256; `files`: every path the build wrote under OUT."""
+def manifest(plan: ClusterPlan, profile_sha256: str, isos: dict[str, tuple[str | None, str | None]],
+             seed_sha256: dict[str, dict[str, str]], files: list[str],
+             ignition: dict[str, str] | None = None) -> dict[str, Any]:
+    """`seed_sha256`: node -> seed file -> sha256; `files`: every path the build wrote under OUT; `ignition`:
+    node -> its Ignition config's name under OUT (builds with --format ignition or all)."""
+    ignition = ignition or {}
     p = plan.profile
     return {
         "k8sseedVersion": __version__,
@@ -36,7 +39,7 @@ def manifest(plan: ClusterPlan, profile_sha256: str, isos: dict[str, tuple[str, 
         "nodes": [
             {"name": n.name, "role": n.node.role.value, "duty": n.duty.value, "ip": str(n.node.ip), "mac": n.node.mac,
              "iso": isos[n.name][0], "sha256": isos[n.name][1], "bootstrapOrder": n.bootstrap_order,
-             "seedSha256": seed_sha256[n.name]}
+             "seedSha256": seed_sha256[n.name], **({"ignition": ignition[n.name]} if n.name in ignition else {})}
             for n in sorted(plan.nodes, key=lambda n: n.bootstrap_order)
         ],
         "files": sorted([NAME, *files]),

@@ -59,13 +59,31 @@ def pack_seed(seed: NodeSeed, epoch: int) -> PackedSeed:
 
 @dataclass(frozen=True)
 class WrittenSeed:
-    """What the manifest needs of a written seed: names and digests, no contents."""
+    """What the manifest needs of a written seed: names and digests, no contents. `file_sha256` has one entry
+    per seed file (user-data..., and "ignition" for OUT/<node>.ign); an Ignition-only build writes no ISO."""
 
     name: str
-    iso_name: str
-    iso_sha256: str
+    iso_name: str | None
+    iso_sha256: str | None
     file_sha256: dict[str, str]
     size: int
+    ignition_name: str | None = None
+
+    @property
+    def paths(self) -> list[str]:
+        """What was written, relative to OUT."""
+        paths = [self.iso_name, *(f"{self.name}/{f}" for f in self.file_sha256 if f != "ignition")]
+        return [p for p in (*paths, self.ignition_name) if p]
+
+
+def write_ignition(name: str, data: bytes, out: Path, epoch: int, seed: WrittenSeed | None) -> WrittenSeed:
+    """OUT/<node>.ign, added to what the node's NoCloud seed wrote (if any)."""
+    _write(out / f"{name}.ign", data, epoch)
+    sha = hashlib.sha256(data).hexdigest()
+    if seed is None:
+        return WrittenSeed(name, None, None, {"ignition": sha}, len(data), f"{name}.ign")
+    return WrittenSeed(name, seed.iso_name, seed.iso_sha256, {**seed.file_sha256, "ignition": sha},
+                       seed.size + len(data), f"{name}.ign")
 
 
 def write_packed_seed(packed: PackedSeed, out: Path, epoch: int) -> WrittenSeed:
