@@ -18,11 +18,12 @@ RENEW_BEFORE_DAYS = 60
 def cert_renewal_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
     if not node.node.is_control_plane:
         return NodeFragment()
+    script = f"{plan.sbin_dir}/k8sseed-cert-renewal"  # SCRIPT_PATH on Debian and Ubuntu
     return NodeFragment(
         files=(
-            NodeFile(f"{plan.sbin_dir}/k8sseed-cert-renewal", render_static("k8sseed-cert-renewal.sh.j2"), "0755"),
+            NodeFile(script, render_static("k8sseed-cert-renewal.sh.j2"), "0755"),
             NodeFile(f"/etc/systemd/system/{SERVICE}",
-                     render("k8sseed-cert-renewal.service.j2", script=f"{plan.sbin_dir}/k8sseed-cert-renewal", days=RENEW_BEFORE_DAYS,
+                     render("k8sseed-cert-renewal.service.j2", script=script, days=RENEW_BEFORE_DAYS,
                             cri_socket=CRI_SOCKET)),
             NodeFile(f"/etc/systemd/system/{TIMER}", render_static("k8sseed-cert-renewal.timer.j2")),
         ),
