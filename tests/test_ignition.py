@@ -22,6 +22,7 @@ from k8sseed.carriers.ignition import SPEC_VERSION, host_files, networkd_files
 from k8sseed.components.network import node_network
 from k8sseed.plan import Duty
 from k8sseed.seed import build_ignition, node_config
+from k8sseed.templating import render
 
 FLATCAR = PROFILES / "flatcar.yaml"
 SCHEMA = TEST_DATA / "upstream-schemas" / "ignition-v3_4.schema.json"
@@ -243,3 +244,25 @@ def test_a_debian_profile_refuses_ignition(tmp_path: Path) -> None:
                          str(make_secret(tmp_path)), "--format", output_format)
         assert result.returncode == 2 and "os.family debian nodes" in result.stderr, result.stderr
         assert not (tmp_path / "out").exists()
+
+
+def test_the_flatcar_etcd_gate_reads_member_lists_with_jq_as_the_python_one_does(tmp_path: Path) -> None:
+    """Flatcar has jq, not python3: both renderings of member_table print the same table from etcd's JSON (the
+    real-etcd lab in test_etcd_membership runs the jq script too)."""
+    require_tool("jq")
+    body = json.dumps({"header": {"cluster_id": "1"}, "members": [
+        {"ID": "12345678901234567890", "name": "cp-1", "peerURLs": ["https://10.0.0.11:2380"]},
+        {"ID": "42", "peerURLs": ["https://10.0.0.13:2380", "https://x:2380"], "isLearner": True},
+        {"ID": "7", "name": "cp-2"}]})
+    tables = []
+    for flatcar in (False, True):
+        script = tmp_path / f"etcd-{flatcar}"
+        script.write_text(render("k8sseed-etcd.sh.j2", flatcar=flatcar))
+        # member_table alone, with etcd's answer stubbed in.
+        probe = (f'source <(sed -n "/^member_table() {{/,/^}}/p" {script}); '
+                 'etcd_call() { printf "%s" "$BODY"; }; member_table 127.0.0.1')
+        result = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, env={**os.environ, "BODY": body})
+        assert result.returncode == 0, result.stderr
+        tables.append(result.stdout)
+    assert tables[0] == tables[1] == ("12345678901234567890|cp-1|no|https://10.0.0.11:2380\n"
+                                      "42||yes|https://10.0.0.13:2380,https://x:2380\n7|cp-2|no|\n")
