@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from k8sseed.errors import Finding, ProfileError, ProfileWarning
+from k8sseed.profile.bmc_checks import bmc_findings
 from k8sseed.profile.checks import semantic_findings, warnings_for
 from k8sseed.profile.model import Profile, apply_defaults, build_model
 from k8sseed.profile.schema_check import check_schema, profile_schema
@@ -30,6 +31,7 @@ def load_profile_text(text: str, filename: str = "profile.yaml") -> LoadedProfil
     findings, valid_part = check_schema(src)
     findings += semantic_findings(valid_part)
     findings += seed_server_findings(valid_part)
+    findings += bmc_findings(valid_part)  # k8sseed attach
     if findings:
         raise ProfileError(filename, list(dict.fromkeys(findings)))
     schema = profile_schema()
