@@ -30,16 +30,21 @@ QUIRKS = {
     "kvm-only-slot": "the slot named Kvm has no InsertMedia action (KVM-only media)",
     "media-under-manager": "the system has no VirtualMedia link; its manager has (older BMCs)",
     "power-stuck": "ComputerSystem.Reset is accepted but the power state never changes",
+    "require-transfer-protocol": "InsertMedia without TransferProtocolType answers 400 ActionParameterMissing (iDRAC)",
+    "refuse-inserted-fields": "InsertMedia with Inserted or WriteProtected answers 400 (Supermicro X11/X12)",
+    "eject-needs-body": "EjectMedia without a JSON body answers 415 (HPE iLO)",
+    "supermicro": "the system says Manufacturer Supermicro and offers a UsbCd boot target",
 }
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 
 
-def _redfish_error(status: str, message: str) -> tuple[str, bytes]:
-    body = {"error": {"code": "Base.1.0.GeneralError", "message": message,
-                      "@Message.ExtendedInfo": [{"MessageId": "Base.1.0.GeneralError", "Message": message,
-                                                 "Severity": "Critical"}]}}
+def _redfish_error(status: str, message: str, code: str = "Base.1.0.GeneralError",
+                   related: tuple[str, ...] = ()) -> tuple[str, bytes]:
+    body = {"error": {"code": code, "message": message,
+                      "@Message.ExtendedInfo": [{"MessageId": code, "Message": message, "Severity": "Critical",
+                                                 "RelatedProperties": list(related)}]}}
     return status, json.dumps(body).encode()
 
 
@@ -98,9 +103,17 @@ class QuirkLayer:
         if path.endswith("/VirtualMedia.InsertMedia"):
             if "refuse-insert-while-inserted" in self.quirks and slot in self.inserted:
                 return _redfish_error("400 Bad Request", "Virtual Media is already in use"), data
+            body_fields = data if isinstance(data, dict) else {}
+            if "require-transfer-protocol" in self.quirks and "TransferProtocolType" not in body_fields:
+                return _redfish_error("400 Bad Request", "The action requires the parameter TransferProtocolType",
+                                      "Base.1.8.ActionParameterMissing", ("#/TransferProtocolType",)), data
+            if "refuse-inserted-fields" in self.quirks and {"Inserted", "WriteProtected"} & set(body_fields):
+                return _redfish_error("400 Bad Request", "Inserted and WriteProtected are not supported"), data
             if "busy-after-eject" in self.quirks and self.busy_after_eject:
                 self.busy_after_eject = False
                 return _redfish_error("500 Internal Server Error", "eject still in progress, retry"), data
+        if path.endswith("/VirtualMedia.EjectMedia") and "eject-needs-body" in self.quirks and data is None:
+            return _redfish_error("415 Unsupported Media Type", "a JSON body is required"), data
         if path.endswith("/ComputerSystem.Reset") and "power-stuck" in self.quirks:
             return ("204 No Content", b""), data
         if method == "PATCH" and isinstance(data, dict) and isinstance(data.get("Boot"), dict):
@@ -150,6 +163,10 @@ class QuirkLayer:
                     boot.pop("BootSourceOverrideMode", None)
             if "media-under-manager" in self.quirks:
                 doc.pop("VirtualMedia", None)
+            if "supermicro" in self.quirks and isinstance(boot, dict):
+                doc["Manufacturer"] = "Supermicro"
+                boot["BootSourceOverrideTarget@Redfish.AllowableValues"] = [
+                    *boot.get("BootSourceOverrideTarget@Redfish.AllowableValues", []), "UsbCd"]
         if "kvm-only-slot" in self.quirks and re.fullmatch(r"/redfish/v1/Systems/[^/]+/VirtualMedia/Kvm", path):
             doc.get("Actions", {}).pop("#VirtualMedia.InsertMedia", None)
         return json.dumps(doc).encode()

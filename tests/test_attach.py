@@ -195,7 +195,7 @@ def test_unreachable_bmc_gives_one_clear_line(lab: tuple[Lab, Server]) -> None:
         started = time.monotonic()
         line = one_error_line(attach(built, f"http://127.0.0.1:{silent.getsockname()[1]}", "--timeout", "2",
                                      iso=iso_url(server, "cp-1")))
-        assert "cannot reach the BMC" in line and "no answer within 2 s" in line
+        assert "cannot reach the BMC" in line and "no answer within 2 s (--timeout)" in line
         assert time.monotonic() - started < 30
 
 
@@ -372,7 +372,34 @@ def test_quirk_enabled_unchanged_is_sent_again_without_it(lab: tuple[Lab, Server
         assert bmc.system()["Boot"]["BootSourceOverrideTarget"] == "Cd"
 
 
-# Each quirk that k8sseed itself handles, and the test that plays it against the emulator.
+def test_sushy_quirks_insert_fields_transfer_protocol_and_ilo_eject_body(lab: tuple[Lab, Server],
+                                                                           tmp_path: Path) -> None:
+    """What sushy handles for us, checked with the calls k8sseed makes (defaults Inserted/WriteProtected)."""
+    built, server = lab
+    with Emulator(tmp_path / "bmc", fake_systems(node_entry(built, "cp-1")["mac"]),
+                  quirks=("require-transfer-protocol", "refuse-inserted-fields", "eject-needs-body",
+                          "refuse-insert-while-inserted")) as bmc:
+        result = attach(built, bmc.url, "--no-power", iso=iso_url(server, "cp-1"))
+        assert result.returncode == 0, result.stderr
+        inserts = [r["body"] for r in actions(bmc, "/VirtualMedia.InsertMedia")]
+        assert inserts == [{"Image": iso_url(server, "cp-1")},
+                           {"Image": iso_url(server, "cp-1"), "TransferProtocolType": "HTTP"}]
+        ejected = attach(built, bmc.url, "--eject")
+        assert ejected.returncode == 0, ejected.stderr
+        assert [r["body"] for r in actions(bmc, "/VirtualMedia.EjectMedia")] == [None, {}]
+        assert bmc.slot()["Inserted"] is False
+
+
+def test_sushy_quirk_supermicro_usbcd(lab: tuple[Lab, Server], tmp_path: Path) -> None:
+    built, server = lab
+    with Emulator(tmp_path / "bmc", fake_systems(node_entry(built, "cp-1")["mac"]), quirks=("supermicro",)) as bmc:
+        result = attach(built, bmc.url, "--no-power", iso=iso_url(server, "cp-1"))
+        assert result.returncode == 0, result.stderr
+        assert patches(bmc)[0]["BootSourceOverrideTarget"] == "UsbCd"
+        assert "one-time boot override to UsbCd in UEFI mode" in result.stdout
+
+
+# Each quirk that k8sseed or sushy handles, and the test that plays it against the emulator.
 QUIRK_TESTS = {
     "insert-while-inserted": test_quirk_insert_while_inserted_ejects_first,
     "eject-in-progress": test_quirk_eject_in_progress_retries_the_insert,
@@ -384,13 +411,43 @@ QUIRK_TESTS = {
     "enabled-unchanged": test_quirk_enabled_unchanged_is_sent_again_without_it,
     "once-ignored": test_continuous_override_until_eject_which_takes_the_iso_out,
     "power-is-asynchronous": test_attach_inserts_the_iso_sets_a_one_time_cd_boot_and_powers_on,
+    "insert-fields": test_sushy_quirks_insert_fields_transfer_protocol_and_ilo_eject_body,
+    "transfer-protocol": test_sushy_quirks_insert_fields_transfer_protocol_and_ilo_eject_body,
+    "ilo-eject-body": test_sushy_quirks_insert_fields_transfer_protocol_and_ilo_eject_body,
+    "supermicro-usbcd": test_sushy_quirk_supermicro_usbcd,
 }
 
 
-def test_every_quirk_k8sseed_handles_has_a_test_and_every_quirk_a_source() -> None:
-    assert {q.id for q in QUIRKS if q.handled_by == "k8sseed"} == set(QUIRK_TESTS)
+def test_every_quirk_k8sseed_or_sushy_handles_has_a_test_and_every_quirk_a_source() -> None:
+    assert {q.id for q in QUIRKS if q.handled_by in ("k8sseed", "sushy")} == set(QUIRK_TESTS)
     assert len({q.id for q in QUIRKS}) == len(QUIRKS)
     for entry in QUIRKS:
         assert entry.handled_by in ("k8sseed", "sushy", "operator")
         assert entry.sources and all(s.strip() for s in entry.sources), entry.id
         assert entry.bmcs and entry.symptom and entry.handling, entry.id
+
+
+def test_the_profile_names_the_bmc_and_the_system(lab: tuple[Lab, Server], tmp_path: Path) -> None:
+    """nodes[].bmc (redfish, systemId) reaches OUT's manifest; attach needs no --redfish or --system then."""
+    import yaml
+    from conftest import make_secret
+    from serve_support import build
+
+    built, server = lab
+    with Emulator(tmp_path / "bmc", fake_systems("52:54:00:aa:bb:cc")) as bmc:
+        data = yaml.safe_load(built.profile.read_text())
+        data["nodes"][0]["bmc"] = {"redfish": bmc.url + "/", "systemId": OTHER_UUID}
+        profile = tmp_path / "profile.yaml"
+        profile.write_text(yaml.safe_dump(data, sort_keys=False))
+        out = tmp_path / "out"
+        build(profile, make_secret(tmp_path), out)
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert [n.get("bmc") for n in manifest["nodes"] if "bmc" in n] == [{"redfish": bmc.url,
+                                                                             "systemId": OTHER_UUID}]
+        result = run_cli("attach", str(out), "--node", data["nodes"][0]["name"], "--iso-url",
+                         iso_url(server, "cp-1"), "--no-check-iso", "--no-power", env={**os.environ, **CREDENTIALS})
+        assert result.returncode == 0, result.stderr
+        assert bmc.slot(uuid=OTHER_UUID)["Inserted"] is True
+        missing = run_cli("attach", str(built.out), "--node", "cp-1", "--iso-url", iso_url(server, "cp-1"),
+                          env={**os.environ, **CREDENTIALS})
+        assert missing.returncode == 2 and "--redfish is required: cp-1 has no bmc.redfish" in missing.stderr

@@ -39,13 +39,13 @@ def _node_entry(out: Path, node: str) -> dict[str, Any]:
 @click.command("attach")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--node", required=True, help="The node (its MAC in OUT's manifest finds the Redfish system).")
-@click.option("--redfish", "redfish_url", required=True, metavar="URL",
-              help="The BMC's Redfish service, e.g. https://10.20.0.101 (credentials: REDFISH_USERNAME and "
-                   "REDFISH_PASSWORD, or --credentials).")
+@click.option("--redfish", "redfish_url", metavar="URL",
+              help="The BMC's Redfish service, e.g. https://10.20.0.101 (default: the node's bmc.redfish in the "
+                   "profile; credentials: REDFISH_USERNAME and REDFISH_PASSWORD, or --credentials).")
 @click.option("--iso-url", metavar="URL", help="Where the BMC fetches the node's ISO, e.g. "
               "http://10.20.0.5:8080/iso/cp-1.iso from 'k8sseed serve OUT' (not needed with --eject).")
 @click.option("--system", "system_id", metavar="ID", help="The Redfish system's Id (or path), instead of "
-              "looking the node's MAC up.")
+              "looking the node's MAC up (default: the node's bmc.systemId in the profile).")
 @click.option("--credentials", "credentials_file", type=click.Path(dir_okay=False, path_type=Path),
               help="A 0600 file with REDFISH_USERNAME=... and REDFISH_PASSWORD=... lines.")
 @click.option("--ca-bundle", type=click.Path(exists=True, path_type=Path),
@@ -86,13 +86,18 @@ def attach_command(out: Path, node: str, redfish_url: str, iso_url: str | None, 
     if not eject and not iso_url:
         _fail("--iso-url is required (where the BMC fetches the ISO, e.g. http://SERVER:8080/iso/"
               f"{node}.iso from 'k8sseed serve')", EXIT_USAGE)
+    entry = _node_entry(out, node)
+    profile_bmc = entry.get("bmc") if isinstance(entry.get("bmc"), dict) else {}
+    redfish_url = redfish_url or profile_bmc.get("redfish")
+    system_id = system_id or profile_bmc.get("systemId")
+    if not redfish_url:
+        _fail(f"--redfish is required: {node} has no bmc.redfish in the profile OUT was built from", EXIT_USAGE)
     try:
         bmc_url = checked_url(redfish_url, "--redfish").rstrip("/")
         if iso_url:
             checked_url(iso_url, "--iso-url")
     except BmcError as exc:
         _fail(str(exc), EXIT_USAGE)
-    entry = _node_entry(out, node)
     try:
         credentials = find_credentials(credentials_file)
     except BmcError as exc:

@@ -1,7 +1,7 @@
 """Known Redfish virtual-media and boot-override quirks of real BMCs, and how `k8sseed attach` deals with each.
 
-Data only: `redfish_attach` refers to these entries by id in its code and messages, and the tests
-check that every quirk handled by k8sseed itself has a test against the emulator.
+Data only: `redfish_attach` refers to these entries by id in its comments, and tests/test_attach.py
+checks that every quirk handled by k8sseed or by sushy has a test against the emulator.
 `handled_by` says who takes care of it: "k8sseed" (this code), "sushy" (the Redfish library does it
 for us; k8sseed relies on it) or "operator" (k8sseed cannot fix it; the message or README says what to do).
 """
@@ -96,7 +96,3 @@ QUIRKS: tuple[Quirk, ...] = (
           ("sushy-tools sushy_tools/emulator/resources/systems/fakedriver.py set_power_state",)),
 )
 
-
-def quirk(quirk_id: str) -> Quirk:
-    """The entry with this id (a KeyError is a bug: the code names only ids of this table)."""
-    return {q.id: q for q in QUIRKS}[quirk_id]

@@ -356,8 +356,10 @@ def _connection_reason(exc: Exception, bmc: Bmc) -> str:
         return "TLS handshake failed"
     if "Connection refused" in text:
         return "connection refused (nothing listens there: check the address and port)"
+    if "Read timed out" in text:
+        return f"no answer within {bmc.timeout:g} s (--timeout): the BMC accepted the connection but did not reply"
     if "timed out" in text or "Timeout" in text:
-        return f"no answer within {min(bmc.timeout, 10.0):g} s (check the address, and that this host reaches it)"
+        return f"no connection within {min(bmc.timeout, 10.0):g} s (check the address, and that this host reaches it)"
     if "Name or service not known" in text or "nodename nor servname" in text or "NameResolution" in text:
         return "its host name does not resolve"
     if "No route to host" in text or "Network is unreachable" in text:

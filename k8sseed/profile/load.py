@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from k8sseed.errors import Finding, ProfileError, ProfileWarning
+from k8sseed.profile.bmc_checks import bmc_findings
 from k8sseed.profile.checks import semantic_findings, warnings_for
 from k8sseed.profile.flatcar_checks import flatcar_findings
 from k8sseed.profile.model import Profile, apply_defaults, build_model
@@ -32,6 +33,7 @@ def load_profile_text(text: str, filename: str = "profile.yaml") -> LoadedProfil
     findings += semantic_findings(valid_part)
     findings += seed_server_findings(valid_part)
     findings += flatcar_findings(valid_part)
+    findings += bmc_findings(valid_part)  # k8sseed attach
     if findings:
         raise ProfileError(filename, list(dict.fromkeys(findings)))
     schema = profile_schema()

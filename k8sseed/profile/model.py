@@ -26,6 +26,14 @@ class Taint:
 
 
 @dataclass(frozen=True)
+class NodeBmc:
+    """The machine's BMC for `k8sseed attach`: its Redfish service and, optionally, the system's Id."""
+
+    redfish: str
+    system_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Node:
     name: str
     role: Role
@@ -38,6 +46,7 @@ class Node:
     taints: tuple[Taint, ...] | None
     serial: str | None = None  # SMBIOS system serial number, for the seed server's /by-serial/
     system_uuid: str | None = None  # SMBIOS system UUID, lower-case, for /by-uuid/
+    bmc: NodeBmc | None = None  # for k8sseed attach (Redfish virtual media)
 
     @property
     def address(self) -> str:
@@ -294,6 +303,7 @@ def _node(raw: dict[str, Any]) -> Node:
         labels=tuple(sorted(raw["labels"].items())),
         taints=None if taints is None else tuple(Taint(t["key"], t["effect"], t.get("value")) for t in taints),
         serial=raw.get("serial"), system_uuid=raw["systemUuid"].lower() if raw.get("systemUuid") else None,
+        bmc=NodeBmc(raw["bmc"]["redfish"].rstrip("/"), raw["bmc"].get("systemId")) if raw.get("bmc") else None,
     )
 
 

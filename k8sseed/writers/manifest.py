@@ -9,6 +9,7 @@ from typing import Any
 from k8sseed import __version__
 from k8sseed.errors import OutputError
 from k8sseed.plan import ClusterPlan
+from k8sseed.profile.model import Node
 
 NAME = "manifest.json"
 SEED_FILES = ("user-data", "meta-data", "network-config")
@@ -39,11 +40,19 @@ def manifest(plan: ClusterPlan, profile_sha256: str, isos: dict[str, tuple[str |
         "nodes": [
             {"name": n.name, "role": n.node.role.value, "duty": n.duty.value, "ip": str(n.node.ip), "mac": n.node.mac,
              "iso": isos[n.name][0], "sha256": isos[n.name][1], "bootstrapOrder": n.bootstrap_order,
-             "seedSha256": seed_sha256[n.name], **({"ignition": ignition[n.name]} if n.name in ignition else {})}
+             "seedSha256": seed_sha256[n.name], **({"ignition": ignition[n.name]} if n.name in ignition else {}),
+             **_bmc(n.node)}
             for n in sorted(plan.nodes, key=lambda n: n.bootstrap_order)
         ],
         "files": sorted([NAME, *files]),
     }
+
+
+def _bmc(node: Node) -> dict[str, Any]:
+    """The node's BMC for `k8sseed attach`, only where the profile gives one (other manifests stay as they were)."""
+    if node.bmc is None:
+        return {}
+    return {"bmc": {"redfish": node.bmc.redfish, **({"systemId": node.bmc.system_id} if node.bmc.system_id else {})}}
 
 
 def manifest_bytes(data: dict[str, Any]) -> bytes:
