@@ -214,18 +214,21 @@ def test_a_node_that_is_not_a_control_plane_yet_does_nothing(node):
 
 
 def test_only_control_planes_carry_the_renewal_timer_and_enable_it(built):
+    timer = Path(TIMER).name
     for stem, out in built.items():
         roles = {n["name"]: n["role"] for n in json.loads((out / "manifest.json").read_text())["nodes"]}
+        script = "/opt/bin/k8sseed-cert-renewal" if stem == "flatcar" else SCRIPT  # Flatcar's /usr is read-only
         for seed in node_dirs(out):
             user_data = yaml.safe_load((seed / "user-data").read_text())
             paths = {f["path"] for f in user_data["write_files"]}
-            enable = ["systemctl", "enable", "--now", "k8sseed-cert-renewal.timer"]
+            enabled = ["systemctl", "enable", timer] in user_data["runcmd"]
+            started = any(cmd[:3] == ["systemctl", "start", "--no-block"] and timer in cmd for cmd in user_data["runcmd"])
             if roles[seed.name] == "control-plane":
-                assert {SCRIPT, SERVICE, TIMER} <= paths, f"{stem}/{seed.name}"
-                assert enable in user_data["runcmd"]
+                assert {script, SERVICE, TIMER} <= paths, f"{stem}/{seed.name}"
+                assert enabled and started, f"{stem}/{seed.name}"
             else:
-                assert not {SCRIPT, SERVICE, TIMER} & paths, f"{stem}/{seed.name}"
-                assert enable not in user_data["runcmd"]
+                assert not {script, SERVICE, TIMER} & paths, f"{stem}/{seed.name}"
+                assert not enabled and not started, f"{stem}/{seed.name}"
 
 
 def test_the_renewal_units_pass_systemd_analyze_verify(renewal_files, tmp_path):

@@ -67,6 +67,10 @@ def test_private_keys_are_reported_where_the_role_carries_them(built):
                 assert any(k["location"].endswith("/sa.key") and k["certificate"] is None
                            for k in node["privateKeys"])
                 assert [k["provider"] for k in node["encryptionKeys"]] == ["secretbox"]
+            elif node["role"] == "etcd":  # external etcd: its own server and peer keys, nothing else
+                assert with_key == {"/etc/k8sseed/etcd/pki/server.crt", "/etc/k8sseed/etcd/pki/peer.crt"}, node["name"]
+                assert all(k["certificate"] for k in node["privateKeys"]), f"{stem}/{node['name']}"
+                assert not node["encryptionKeys"], f"{stem}/{node['name']}"
             else:
                 assert not with_key and not node["privateKeys"] and not node["encryptionKeys"], f"{stem}/{node['name']}"
 
@@ -76,16 +80,22 @@ def test_the_token_lifetime_is_read_from_the_init_nodes_kubeadm_config(tmp_path)
     text = (REPO / "profiles" / "single-node.yaml").read_text()
     secret = make_secret(tmp_path)
     outs = {}
-    for name, ttl in (("default", None), ("day", "24h")):
+    base = text
+    for name, ttl in (("default", None), ("day", "24h"), ("never", '"0"')):
+        text = base
         if ttl:
             assert "  controlPlaneEndpoint:" in text
             text = text.replace("  controlPlaneEndpoint:", f"  bootstrapTokenTTL: {ttl}\n  controlPlaneEndpoint:", 1)
         profile.write_text(text)
         outs[name] = tmp_path / name
-        result = run_cli("build", str(profile), "-o", str(outs[name]), "--secret", str(secret))
+        result = run_cli("build", str(profile), "-o", str(outs[name]), "--secret", str(secret),
+                         "--now", "2026-11-26T12:00:00Z")
         assert result.returncode == 0, result.stderr
-    assert [t["lifetime"] for t in _inspect(outs["default"])["bootstrapTokens"]] == ["never expires (ttl 0)"]
+    # The default: the token of the build's 7-day window, valid to the end of the next window (windows start on
+    # Thursdays 00:00 UTC: 2026-11-26 is one).
+    assert [t["lifetime"] for t in _inspect(outs["default"])["bootstrapTokens"]] == ["expires 2026-12-10T00:00:00Z"]
     assert [t["lifetime"] for t in _inspect(outs["day"])["bootstrapTokens"]] == ["ttl 24h after kubeadm init"]
+    assert [t["lifetime"] for t in _inspect(outs["never"])["bootstrapTokens"]] == ["never expires (ttl 0)"]
     text_out = run_cli("inspect", str(outs["day"])).stdout
     assert re.search(r"bootstrap token [a-z0-9]{6}: ttl 24h after kubeadm init", text_out)
 

@@ -159,6 +159,7 @@ def test_every_warning_shows_its_id_and_an_acknowledged_one_is_silent(tmp_path):
         del data["runtime"]["criDockerd"]["sha256"]
         data["os"]["users"] = []
         data["cluster"]["kubernetesVersion"] = "1.36.9"
+        data["cluster"]["bootstrapTokenTTL"] = "0"  # a standing credential: said, unless acknowledged
     profile = profile_with(tmp_path, data_edit=noisy)
     result = run_cli("validate", str(profile))
     assert result.returncode == 0, result.stderr
