@@ -4,7 +4,7 @@ nodes that were added may need files of running nodes replaced before they boot 
 
 A rebuild cannot take a node out of a running cluster (nodes never re-read their seeds, and nothing runs a
 controller), so removal is a person's job; this module writes their exact commands. Each role has its own
-function in ROLE_STEPS; a role without one (e.g. a future etcd role) gets an explicit "by hand" step.
+function in ROLE_STEPS; a role without one gets an explicit "by hand" step.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from k8sseed.components.keepalived_haproxy import HAPROXY_CFG, KEEPALIVED_CONF
 from k8sseed.profile.model import Profile
 
 ETCD_SCRIPT = "/usr/local/sbin/k8sseed-etcd"
+ETCD_MEMBER_SCRIPT = "/usr/local/sbin/k8sseed-etcd-member"  # on external etcd nodes
 DRAIN = ("kubectl", "drain", "{name}", "--ignore-daemonsets", "--delete-emptydir-data")
 
 
@@ -46,13 +47,16 @@ class Remaining:
     control_planes: tuple[tuple[str, str], ...]
     lb_mode: str
     has_bgp: bool
+    external_etcd: bool = False
+    etcd_members: tuple[tuple[str, str], ...] = ()  # external etcd nodes (name, address) that keep running
 
     @classmethod
     def from_profile(cls, profile: Profile, running: set[str] | None = None) -> Remaining:
         """`running`: the nodes of the previous build; a node new in the profile is no etcd member yet."""
         cps = tuple((n.name, n.address) for n in profile.nodes
                     if n.is_control_plane and (running is None or n.name in running))
-        return cls(cps, profile.lb_mode, profile.bgp is not None)
+        etcd = tuple((n.name, n.address) for n in profile.nodes if n.is_etcd and (running is None or n.name in running))
+        return cls(cps, profile.lb_mode, profile.bgp is not None, profile.external_etcd, etcd)
 
 
 def _line(*words: str) -> str:
@@ -82,7 +86,7 @@ def control_plane_steps(node: RemovedNode, remaining: Remaining) -> tuple[Step, 
     """Stacked etcd: the member goes before the machine, one control plane at a time, so quorum is never lost."""
     steps = [_drain(node)]
     others = [word for name, address in remaining.control_planes for word in (name, address)]
-    if others:
+    if others and not remaining.external_etcd:  # external etcd: a control plane holds no etcd member
         first = remaining.control_planes[0][0]
         steps.append(Step(
             f"remove {node.name}'s etcd member (peer URL https://{node.ip}:2380) through a healthy remaining "
@@ -96,8 +100,28 @@ def control_plane_steps(node: RemovedNode, remaining: Remaining) -> tuple[Step, 
     return tuple(steps)
 
 
+def etcd_steps(node: RemovedNode, remaining: Remaining) -> tuple[Step, ...]:
+    """External etcd: the member goes before the machine (no Node object: an etcd node is not a Kubernetes node)."""
+    steps = []
+    if remaining.etcd_members:
+        first, ips = remaining.etcd_members[0][0], [address for _, address in remaining.etcd_members]
+        steps.append(Step(f"remove {node.name}'s etcd member (peer URL https://{node.ip}:2380) through a healthy "
+                          "remaining member, before it is powered off, so the quorum is counted without it",
+                          (_line("sudo", ETCD_MEMBER_SCRIPT, "remove", node.name, *ips),),
+                          where=f"one of the remaining etcd nodes, e.g. {first}"))
+        steps.append(Step("check that etcd lists only the remaining members before the next removal",
+                          (_line("sudo", ETCD_MEMBER_SCRIPT, "members", ips[0]),), where=first))
+    steps.append(Step(f"the API servers still list https://{node.ip}:2379 in --etcd-servers and skip it while it "
+                      "does not answer; to drop it, remove it from /etc/kubernetes/manifests/kube-apiserver.yaml on "
+                      "each control plane, one at a time (the kubelet restarts the API server)",
+                      where="each control plane"))
+    steps.append(Step(f"power {node.name} off and detach its seed ISO; wipe its disk before reusing the machine "
+                      "(it holds the etcd data and its member key)", where=node.name))
+    return tuple(steps)
+
+
 RoleSteps = Callable[[RemovedNode, Remaining], tuple[Step, ...]]
-ROLE_STEPS: dict[str, RoleSteps] = {"worker": worker_steps, "control-plane": control_plane_steps}
+ROLE_STEPS: dict[str, RoleSteps] = {"worker": worker_steps, "control-plane": control_plane_steps, "etcd": etcd_steps}
 
 
 def _by_hand(node: RemovedNode, remaining: Remaining) -> tuple[Step, ...]:

@@ -250,3 +250,18 @@ def test_a_reimaged_member_rejoins_from_the_same_seed_without_a_duplicate(lab):
     member.kill()
     assert "holds this member's data" in member.start()
     lab.wait_cluster_healthy(3)
+
+
+def test_the_runbooks_remove_command_takes_a_member_out_and_is_idempotent(lab):
+    """What `k8sseed runbook` prints for an etcd node taken out of the profile, run on a remaining member."""
+    keep = lab.members["etcd-1"]
+    ips = [lab.members[n].ip for n in ("etcd-1", "etcd-2")]
+    first = subprocess.run([str(keep.script), "remove", "etcd-3", *ips], env=keep.env, capture_output=True, text=True,
+                           timeout=120)
+    assert first.returncode == 0 and "removed member" in first.stdout, first.stdout + first.stderr
+    lab.members["etcd-3"].stop()
+    assert sorted(m["name"] for m in lab.members_json()) == ["etcd-1", "etcd-2"]
+    again = subprocess.run([str(keep.script), "remove", "etcd-3", *ips], env=keep.env, capture_output=True, text=True,
+                           timeout=60)
+    assert again.returncode == 0 and "nothing to remove" in again.stdout, again.stdout + again.stderr
+    lab.wait_cluster_healthy(2)

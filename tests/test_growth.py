@@ -220,3 +220,52 @@ def test_render_write_file_names_the_files_a_seed_has(tmp_path):
     result = run_cli("render", str(PROFILES / "reference.yaml"), "worker-1", "--secret", str(secret),
                      "--write-file", "/etc/keepalived/keepalived.conf")
     assert result.returncode == 1 and "worker-1's seed writes no /etc/keepalived/keepalived.conf" in result.stderr
+
+
+def _external_etcd(work: Path, secret: Path, name: str, edit) -> Path:
+    data = yaml.safe_load((PROFILES / "external-etcd.yaml").read_text())
+    edit(data)
+    profile = work / f"{name}.yaml"
+    profile.write_text(yaml.safe_dump(data, sort_keys=False))
+    return profile
+
+
+def test_adding_etcd_members_changes_exactly_the_member_lists(tmp_path):
+    secret = make_secret(tmp_path)
+    before, after = tmp_path / "before", tmp_path / "after"
+    _build(PROFILES / "external-etcd.yaml", before, secret)
+
+    def grow(data):
+        data["nodes"] += [{"name": f"etcd-{i}", "role": "etcd", "ip": f"10.50.0.3{i}/24",
+                           "mac": f"52:54:00:50:00:3{i}"} for i in (4, 5)]
+    _build(_external_etcd(tmp_path, secret, "grown", grow), after, secret)
+    diff = _diff(before, after)
+    assert sorted(diff["nodes"]["added"]) == ["etcd-4", "etcd-5"]
+    etcd_files = ("/etc/k8sseed/etcd/etcd-new.yaml", "/etc/k8sseed/etcd/etcd-existing.yaml",
+                  "/etc/systemd/system/k8sseed-etcd.service")
+    expected = {"manifest.json": ()}
+    for node, parts in (("cp-1", ("/etc/k8sseed/kubeadm-init.yaml", "/etc/k8sseed/node.env")),
+                        ("cp-2", ("/etc/k8sseed/node.env",)), ("cp-3", ("/etc/k8sseed/node.env",)),
+                        ("etcd-1", etcd_files), ("etcd-2", etcd_files), ("etcd-3", etcd_files)):
+        expected |= {f"{node}/user-data": parts, f"{node}/meta-data": (), f"{node}.iso": ()}
+    assert _changed_parts(diff) == expected  # the workers' seeds stay byte for byte
+
+
+def test_removing_an_etcd_node_runs_its_member_removal_through_the_remaining_members(tmp_path):
+    secret = make_secret(tmp_path)
+    before = tmp_path / "before"
+    _build(PROFILES / "external-etcd.yaml", before, secret)
+
+    def shrink(data):
+        data["nodes"] = [n for n in data["nodes"] if n["name"] not in ("etcd-3", "cp-3")]
+        # 2 etcd nodes are refused (no quorum gain over 1): the profile keeps 3 by adding one elsewhere.
+        data["nodes"].append({"name": "etcd-4", "role": "etcd", "ip": "10.50.0.34/24", "mac": "52:54:00:50:00:34"})
+    text = run_cli("runbook", str(_external_etcd(tmp_path, secret, "shrunk", shrink)), str(before))
+    assert text.returncode == 0, text.stderr
+    out = text.stdout
+    # etcd-4 is new (no member yet): only the running etcd nodes are asked.
+    assert "sudo /usr/local/sbin/k8sseed-etcd-member remove etcd-3 10.50.0.31 10.50.0.32\n" in out
+    assert "sudo /usr/local/sbin/k8sseed-etcd-member members 10.50.0.31\n" in out
+    assert "--etcd-servers" in out and "kubectl delete node etcd-3" not in out
+    # The control plane of an external-etcd cluster holds no member: no stacked removal for it.
+    assert "kubectl delete node cp-3" in out and "remove-member cp-3" not in out
