@@ -222,7 +222,8 @@ def test_only_control_planes_carry_the_renewal_timer_and_enable_it(built):
             user_data = yaml.safe_load((seed / "user-data").read_text())
             paths = {f["path"] for f in user_data["write_files"]}
             enabled = ["systemctl", "enable", timer] in user_data["runcmd"]
-            started = any(cmd[:3] == ["systemctl", "start", "--no-block"] and timer in cmd for cmd in user_data["runcmd"])
+            started = any(cmd[:3] == ["systemctl", "start", "--no-block"] and timer in cmd
+                          for cmd in user_data["runcmd"])
             if roles[seed.name] == "control-plane":
                 assert {script, SERVICE, TIMER} <= paths, f"{stem}/{seed.name}"
                 assert enabled and started, f"{stem}/{seed.name}"
