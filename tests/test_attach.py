@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cli
+from conftest import make_secret, run_cli
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -430,7 +430,6 @@ def test_every_quirk_k8sseed_or_sushy_handles_has_a_test_and_every_quirk_a_sourc
 def test_the_profile_names_the_bmc_and_the_system(lab: tuple[Lab, Server], tmp_path: Path) -> None:
     """nodes[].bmc (redfish, systemId) reaches OUT's manifest; attach needs no --redfish or --system then."""
     import yaml
-    from conftest import make_secret
     from serve_support import build
 
     built, server = lab
