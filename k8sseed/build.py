@@ -58,18 +58,24 @@ def default_secret_path(profile_path: Path) -> Path:
     return profile_path.with_suffix(".secret")
 
 
+def _source_date_env() -> int | None:
+    """SOURCE_DATE_EPOCH as a number, None when unset."""
+    env = os.environ.get("SOURCE_DATE_EPOCH")
+    if not env:
+        return None
+    try:
+        return int(env)
+    except ValueError as exc:
+        raise OutputError(f"SOURCE_DATE_EPOCH={env!r} is not a whole number of seconds") from exc
+
+
 def token_time(now: int | None = None) -> int:
     """The build's time for the join token's window: --now, else SOURCE_DATE_EPOCH (a reproducible build names its
     time), else the clock. Output depends on it only through the window index (days long)."""
     if now is not None:
         return now
-    env = os.environ.get("SOURCE_DATE_EPOCH")
-    if env:
-        try:
-            return int(env)
-        except ValueError as exc:
-            raise OutputError(f"SOURCE_DATE_EPOCH={env!r} is not a whole number of seconds") from exc
-    return int(time.time())
+    env = _source_date_env()
+    return int(time.time()) if env is None else env
 
 
 def expired_token_note(plan: ClusterPlan, clock: float | None = None) -> str | None:
@@ -111,12 +117,9 @@ def carrier_format(plan: ClusterPlan, output_format: str) -> str:
 
 def source_date_epoch(plan: ClusterPlan) -> int:
     """SOURCE_DATE_EPOCH when set, else the start of the CAs' validity: never the clock."""
-    env = os.environ.get("SOURCE_DATE_EPOCH")
-    if env:
-        try:
-            return int(env)
-        except ValueError as exc:
-            raise OutputError(f"SOURCE_DATE_EPOCH={env!r} is not a whole number of seconds") from exc
+    env = _source_date_env()
+    if env is not None:
+        return env
     return calendar.timegm(time.strptime(plan.profile.cluster.pki_not_before, "%Y-%m-%d"))
 
 
