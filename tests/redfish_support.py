@@ -14,6 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from netns_support import stop_process
+
 HERE = Path(__file__).resolve().parent
 SYSTEM_UUID = "4c4c4544-0000-4000-8000-00000000c001"
 OTHER_UUID = "4c4c4544-0000-4000-8000-00000000c002"
@@ -96,13 +98,7 @@ class Emulator:
         return sorted(p for p in self.tmp.rglob("*.iso") if p.is_file())
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self._log.close()

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 from conftest import K8SSEED, REPO, make_secret, run_cli
+from netns_support import stop_process
 
 REFERENCE = REPO / "profiles" / "reference.yaml"
 SERIALS = {"cp-1": "SN-CP1-0001", "worker-1": "SN-W1-0001"}
@@ -114,13 +115,7 @@ class Server:
         return b"".join(chunks)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self._log.close()
 
     def __enter__(self) -> Server:
