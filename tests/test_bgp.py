@@ -333,10 +333,14 @@ def _start_control_plane(plan: ClusterPlan, lab: Lab, tmp_path: Path, router: st
     generated vip-health script (binding the VIP on lo)."""
     p = plan.profile
     assert p.bgp is not None
+    # Shared by every control plane's processes: written once, never rewritten while an earlier node's
+    # stand-in or probe may be reading it (a truncated api_standin.py is an empty program that exits 0).
     ca_file = tmp_path / "cluster-ca.crt"
-    ca_file.write_text(plan.pki.ca.cert_pem)
+    if not ca_file.exists():
+        ca_file.write_text(plan.pki.ca.cert_pem)
     standin = tmp_path / "api_standin.py"
-    standin.write_text(API_STANDIN)
+    if not standin.exists():
+        standin.write_text(API_STANDIN)
     ns = lab.ns(cp.name)
     nic = cp.node.interface_name or "eth0"
     lab.ip(router, "link", "add", f"v{index}", "type", "veth", "peer", "name", nic, "netns", ns)
@@ -370,6 +374,9 @@ def _dump(lab: Lab, tmp_path: Path) -> None:
     for name in sorted(os.listdir(tmp_path)):
         if name.endswith((".log", ".out")):
             print(f"--- {name}\n{(tmp_path / name).read_text()[-3000:]}")
+    for key, proc in sorted(lab.procs.items()):
+        state = "running" if proc.poll() is None else f"exited {proc.returncode}"
+        print(f"--- process {key}: {state}")
     print(_birdc(tmp_path / "router.ctl", "show", "protocols", "all"))
 
 
