@@ -36,13 +36,48 @@ def parse_secret(text: str, origin: str) -> ClusterSecret:
     return ClusterSecret(key)
 
 
-def run_secret_command(command: str) -> ClusterSecret:
-    """Run `command` with /bin/sh (stdin stays the terminal, for a passphrase prompt); its stdout is the secret."""
+SECRET_CMD_TIMEOUT_ENV = "K8SSEED_SECRET_CMD_TIMEOUT"
+DEFAULT_SECRET_CMD_TIMEOUT = 120  # seconds: long enough to type a passphrase, short enough for an unattended run
+
+
+def secret_command_timeout(environ: Mapping[str, str]) -> float:
+    """Seconds --secret-cmd may run: K8SSEED_SECRET_CMD_TIMEOUT (a positive number), else the default.
+    A bad value is a usage error (ValueError)."""
+    text = environ.get(SECRET_CMD_TIMEOUT_ENV)
+    if text is None:
+        return DEFAULT_SECRET_CMD_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 86400:
+        raise ValueError(f"{SECRET_CMD_TIMEOUT_ENV}={text!r} is not a number of seconds between 0 and 86400; "
+                          f"unset it for the default ({DEFAULT_SECRET_CMD_TIMEOUT} s)")
+    return value
+
+
+def run_secret_command(command: str, timeout: float = DEFAULT_SECRET_CMD_TIMEOUT) -> ClusterSecret:
+    """Run `command` with /bin/sh (stdin stays the terminal, for a passphrase prompt); its stdout is the secret.
+
+    A command still running after `timeout` seconds (a vault that does not answer, a prompt nobody sees in CI)
+    is killed and reported; its output so far is never read further nor shown."""
     origin = f"the output of --secret-cmd {command!r}"
     try:
-        result = subprocess.run(["/bin/sh", "-c", command], capture_output=True, check=False)
+        proc = subprocess.Popen(["/bin/sh", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except OSError as exc:
         raise SecretError(f"--secret-cmd {command!r}: cannot run /bin/sh: {exc.strerror}") from exc
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        for pipe in (proc.stdout, proc.stderr):  # a child of the shell may still hold them: do not wait for it
+            if pipe is not None:
+                pipe.close()
+        raise SecretError(f"--secret-cmd {command!r} did not finish within {timeout:g} s and was stopped (it may "
+                          f"be waiting for input or for its vault); run it by hand to check, or set "
+                          f"{SECRET_CMD_TIMEOUT_ENV} to allow it longer") from None
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     if result.returncode != 0:
         lines = [line for line in result.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
         last = f": {lines[-1].strip()}" if lines else " (and printed nothing on stderr)"
@@ -61,10 +96,11 @@ class SecretSource:
     path: Path | None = None
     command: str | None = None
     env_value: str | None = None
+    command_timeout: float = DEFAULT_SECRET_CMD_TIMEOUT
 
     def read(self) -> ClusterSecret:
         if self.command is not None:
-            return run_secret_command(self.command)
+            return run_secret_command(self.command, self.command_timeout)
         if self.env_value is not None:
             return parse_secret(self.env_value, f"the environment variable {SECRET_ENV}")
         assert self.path is not None
@@ -81,7 +117,7 @@ def choose_secret_source(default_file: Path, secret_file: Path | None, secret_cm
         if not secret_cmd.strip():
             raise ValueError("--secret-cmd is empty: give the command that prints the secret, "
                              "e.g. 'sops -d cluster.secret.enc'")
-        return SecretSource(command=secret_cmd)
+        return SecretSource(command=secret_cmd, command_timeout=secret_command_timeout(environ))
     if secret_file is not None:
         return SecretSource(path=secret_file)
     if SECRET_ENV in environ:

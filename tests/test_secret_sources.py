@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ PROFILE = REPO / "profiles" / "single-node.yaml"
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "K8SSEED_SECRET"}
+    env = {k: v for k, v in os.environ.items() if k not in ("K8SSEED_SECRET", "K8SSEED_SECRET_CMD_TIMEOUT")}
     return {**env, **extra}
 
 
@@ -94,6 +95,28 @@ def test_a_failing_command_reports_its_exit_code_and_last_stderr_line(work):
     assert "failed with exit code 128: sops: failed to get the data key" in result.stderr
     assert "decryption started" not in result.stderr
     assert "Traceback" not in result.stderr and not (work / "out").exists()
+
+
+def test_a_command_that_hangs_is_stopped_after_the_timeout_with_one_clear_line(work):
+    secret = make_secret(work, "vault.secret")
+    started = time.monotonic()
+    result = run_cli("build", str(work / "profile.yaml"), "-o", str(work / "out"),
+                     "--secret-cmd", f"cat {secret}; sleep 20 & sleep 20",
+                     env=_env(K8SSEED_SECRET_CMD_TIMEOUT="1.5"))
+    assert time.monotonic() - started < 30, "the build waited for the command's background child"
+    assert result.returncode == 1
+    assert "did not finish within 1.5 s" in result.stderr and "K8SSEED_SECRET_CMD_TIMEOUT" in result.stderr
+    assert secret.read_text().strip() not in result.stderr + result.stdout and "Traceback" not in result.stderr
+    assert not (work / "out").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "soon", "1e9"])
+def test_a_bad_timeout_value_is_a_usage_error(work, value):
+    secret = make_secret(work, "vault.secret")
+    result = run_cli("build", str(work / "profile.yaml"), "-o", str(work / "out"),
+                     "--secret-cmd", f"cat {secret}", env=_env(K8SSEED_SECRET_CMD_TIMEOUT=value))
+    assert result.returncode == 2
+    assert "K8SSEED_SECRET_CMD_TIMEOUT" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_missing_command_says_so(work):
