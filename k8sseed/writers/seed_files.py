@@ -9,12 +9,18 @@ from pathlib import Path
 
 from k8sseed.seed import NodeSeed
 from k8sseed.writers.iso import iso_bytes
+from k8sseed.writers.writeback import start_writeback
 
 
 def _write(path: Path, data: bytes, epoch: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        start_writeback(fd)
+    finally:
+        os.close(fd)
     os.utime(path, (epoch, epoch))
 
 
