@@ -185,13 +185,21 @@ class Monitor(threading.Thread):
     def first_route(self) -> float | None:
         return next((t for t, hops in self.routes if hops), None)
 
-    def run(self) -> None:
-        rxs = {k: re.compile(v, re.M) for k, v in EVENTS.items()}
+    def _poll_routes(self) -> None:
+        """The router's VIP next hops every 0.2 s, on a thread of their own: scanning the consoles below can take
+        a second or more under TCG load, and the withdraw time after a kill is measured from these samples."""
         while not self.stop_event.is_set():
             now = time.time()
             hops = self.seg.vip_hops(self.vip)
             if not self.routes or self.routes[-1][1] != hops:
                 self.routes.append((now, hops))
+            self.stop_event.wait(0.2)
+
+    def run(self) -> None:
+        rxs = {k: re.compile(v, re.M) for k, v in EVENTS.items()}
+        threading.Thread(target=self._poll_routes, daemon=True).start()
+        while not self.stop_event.is_set():
+            now = time.time()
             with self.lock:
                 items = list(self.vms.items())
             for key, vm in items:
@@ -468,8 +476,8 @@ def test_a_whole_cluster_coordinates_itself_with_no_controller(cluster):
         assert worst <= JOIN_LIMIT, f"a join came {worst:.1f}s after the endpoint and earlier control planes were ready"
 
         # ---- split-brain guard: cp-1 again on a fresh disk while cp-2/cp-3 run; the worker boots beside it
+        t_kill = t1 = time.time()  # the plug is pulled now: kill() then waits for QEMU to exit
         vms["cp-1"].kill()
-        t_kill = t1 = time.time()
         cp1_ip = nodes["cp-1"]["ip"].split("/")[0]
         again = new_vm("cp-1-again", "cp-1", SPLIT_BRAIN_TIMEOUT)
         assert again.overlay != vms["cp-1"].overlay and not again.overlay.exists()
@@ -499,10 +507,16 @@ def test_a_whole_cluster_coordinates_itself_with_no_controller(cluster):
         guard_line = next((line for line in log.splitlines() if "split-brain guard" in line), "")
         say(f"  {guard_line}")
         removal = [line.split("k8sseed[kubeadm]: ", 1)[-1] for line in log.splitlines()
-                   if "belongs to cp-1: removing it" in line or "removed etcd member" in line]
+                   if "belongs to cp-1: removing it" in line or "removed etcd member" in line
+                   or "refused to remove member" in line]
         for line in removal:
             say(f"  {line.strip()}")
-        assert len(removal) == 2, ("the new cp-1 did not remove its dead predecessor's etcd member", log[-3000:])
+        # Under TCG a removal can time out (etcd answers slowly with a member gone); the unit then retries, and
+        # the member must be removed exactly once in the end.
+        attempts = [line for line in removal if "belongs to cp-1: removing it" in line]
+        removed = [line for line in removal if "removed etcd member" in line]
+        assert len(removed) == 1 and 1 <= len(attempts) <= 3 and removal[-1] in removed, \
+            ("the new cp-1 did not remove its dead predecessor's etcd member exactly once", log[-3000:])
         members, health = _etcd_state(seg, tls, cp_ips)
         say("  etcd members now: " + ", ".join(f"{m.get('name') or '<unstarted>'} {m['ID']:x}" for m in members))
         say("  " + health.replace("\n", "\n  "))
