@@ -82,3 +82,19 @@ def test_the_status_file_round_trips_in_compact_form(tmp_path: Path):
     assert "\n" not in text and ", " not in text, "compact: written by C's encoder in one call"
     nodes, seen = load_status(tmp_path / "status.json")
     assert seen == board.seen and nodes == {}
+
+
+def test_fresh_signatures_survive_a_burst_past_the_prune_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from k8sseed.serve import status
+    from k8sseed.serve.reports import ReportRefused, signed_body, verify
+
+    monkeypatch.setattr(status, "PRUNE_AT", 10)
+    key, now = "11" * 32, 1_800_000_000.0
+    board = StatusBoard(tmp_path)
+    sent = [signed_body(key, "cp-1", "runtime", "started", now + i, f"nonce-{i:04d}") for i in range(40)]
+    for body, signature in sent:
+        board.accept(verify("cp-1", body, signature, key, now), signature, "10.0.0.1", now=now)
+    assert len(board.seen) == 40
+    for body, signature in sent:
+        with pytest.raises(ReportRefused):
+            board.accept(verify("cp-1", body, signature, key, now), signature, "10.0.0.1", now=now)
