@@ -8,13 +8,15 @@ then prints requests/s, latency percentiles and errors for:
   10 signed status reports, each request sent the moment the previous answer arrives (--think-ms pauses
   before each report). With no think time this measures the server's throughput, and by Little's law the
   mean latency is clients / throughput: p99 < 50 ms at 500 clients needs over 10 000 requests/s.
+- wrk: the same closed loop with wrk (Debian package `wrk`) as the load generator, in C: it takes far
+  less CPU than the Python clients, so the server gets most of the machine (see bench/wrk_stress.py).
 - rack: each node powers on at a random moment within --power-on-spread-ms, fetches its seed at once and
   reports its phases as they progress (--phase-ms MIN,MAX per phase), one request per connection, as the
   node's cloud-init and k8sseed-report do (see bench/rack_model.py).
 
 Asserts nothing (figures vary with the machine). Goal on 2 cores: zero errors, p99 under 50 ms; each model
 says whether it met it. The load generator is Python on the same machine: it takes CPU from the server.
-Usage: python bench/serve_load.py [--model both|stress|rack] [--clients 500] [--rounds 1] [--think-ms 0]
+Usage: python bench/serve_load.py [--model all|stress|wrk|rack] [--clients 500] [--rounds 1] [--think-ms 0]
        [--power-on-spread-ms 2000] [--phase-ms 200,2000] [--seed 1]
 """
 
@@ -27,6 +29,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,6 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build_benchmark import profile_text
 from rack_model import peak_rate, run_rack
+from wrk_stress import run_wrk, write_request_files
 
 from k8sseed.secrets import read_secret
 from k8sseed.serve.reports import signed_body
@@ -46,6 +50,7 @@ from k8sseed.serve.reports import signed_body
 K8SSEED = str(Path(sys.executable).parent / "k8sseed")
 PHASES = ("prepare-os", "runtime", "kubernetes-packages", "load-balancer", "kubeadm")
 SEED_FILES = ("meta-data", "user-data", "vendor-data", "network-config")
+WRK_MAX_RATE = 25_000  # requests/s wrk's lists are sized for (no report sent twice below it)
 
 
 class Stats:
@@ -157,7 +162,8 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("both", "stress", "rack"), default="both")
+    parser.add_argument("--model", choices=("all", "stress", "wrk", "rack"), default="all",
+                        help="all: stress, then wrk (if installed), then rack")
     parser.add_argument("--clients", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=1, help="stress: seed fetch + reports sequences per client")
     parser.add_argument("--think-ms", type=float, default=0, help="stress: pause before each status report")
@@ -165,6 +171,8 @@ def main() -> None:
     parser.add_argument("--power-on-spread-ms", type=float, default=2000, help="rack: nodes power on within this")
     parser.add_argument("--phase-ms", default="200,2000", help="rack: MIN,MAX duration of a bootstrap phase")
     parser.add_argument("--seed", type=int, default=1, help="rack: random seed of the power-on and phase times")
+    parser.add_argument("--wrk-seconds", type=int, default=5, help="wrk: how long to run")
+    parser.add_argument("--wrk-threads", type=int, default=2)
     args = parser.parse_args()
     phase_ms = tuple(float(x) for x in args.phase_ms.split(","))
     if len(phase_ms) != 2 or not 0 <= phase_ms[0] <= phase_ms[1]:
@@ -186,7 +194,7 @@ def main() -> None:
         nodes = json.loads((out / "manifest.json").read_text())["nodes"]
         cluster_secret = read_secret(secret)
         key_of = {n["name"]: cluster_secret.status_key(n["name"]) for n in nodes}
-        if args.model in ("both", "stress"):
+        if args.model in ("all", "stress"):
             with serving(work, out, profile, secret, "stress") as (port, pid):
                 cpu = _cpu(pid), time.process_time()
                 stats, wall = asyncio.run(load(port, nodes, key_of, args.rounds, args.think_ms / 1000,
@@ -203,7 +211,9 @@ def main() -> None:
             if not args.think_ms and count:
                 print(f"  (Little's law: {args.clients} clients always waiting -> mean latency {args.clients} / "
                       f"{count / wall:.0f} per s = {args.clients / (count / wall) * 1000:.1f} ms)")
-        if args.model in ("both", "rack"):
+        if args.model in ("all", "wrk"):
+            wrk_stress(args, work, out, profile, secret, nodes, key_of)
+        if args.model in ("all", "rack"):
             with serving(work, out, profile, secret, "rack") as (port, pid):
                 cpu = _cpu(pid), time.process_time()
                 rack, wall = asyncio.run(run_rack(port, nodes, key_of, args.power_on_spread_ms, phase_ms, args.seed))
@@ -219,6 +229,36 @@ def main() -> None:
             report_latency("  seed fetch latency ms", rack.latencies["seed"], None)
             report_latency("  status report latency ms", rack.latencies["report"], None)
             report_latency("  all requests latency ms", every, bool(rack.errors))
+
+
+def wrk_stress(args: argparse.Namespace, work: Path, out: Path, profile: Path, secret: Path, nodes: list[dict],
+               key_of: dict[str, str]) -> None:
+    """The closed loop again with wrk as the load generator, --clients connections for --wrk-seconds."""
+    if shutil.which("wrk") is None:
+        print("wrk: not installed (sudo apt-get install wrk): closed loop with a C load generator skipped")
+        return
+    per_thread = WRK_MAX_RATE * args.wrk_seconds // args.wrk_threads
+    lists: list[list[bytes]] = [[] for _ in range(args.wrk_threads)]
+    for thread, requests in enumerate(lists):
+        mine = nodes[thread::args.wrk_threads]
+        while len(requests) < per_thread:
+            for n in mine:
+                requests.extend(r for r, _ in requests_for(n["name"], n["mac"], key_of[n["name"]], 1))
+    write_request_files(work / "wrk", lists)
+    with serving(work, out, profile, secret, "wrk") as (port, pid):
+        cpu = _cpu(pid)
+        figures = run_wrk(port, work / "wrk", args.wrk_threads, args.clients, args.wrk_seconds)
+        cpu = _cpu(pid) - cpu
+    print(f"stress with wrk (closed loop, C load generator): {args.clients} keep-alive connections, "
+          f"{args.wrk_threads} threads, {args.wrk_seconds} s, the same 4 seed fetches : 10 signed reports mix")
+    rate = float(figures["rate"])  # type: ignore[arg-type]
+    print(f"  requests {figures['requests']}  errors {figures['errors']}  {rate:.0f} requests/s  "
+          f"server CPU {cpu:.2f} s")
+    print(f"  latency ms: p50 {figures['p50']:.1f}  p90 {figures['p90']:.1f}  p99 {figures['p99']:.1f}")
+    met = not figures["errors"] and float(figures["p99"]) < 50  # type: ignore[arg-type]
+    print(f"  goal (zero errors, p99 < 50 ms): {'met' if met else 'NOT met'}")
+    if int(figures["requests"]) >= per_thread * args.wrk_threads:  # type: ignore[call-overload]
+        print("  note: wrk went through its request lists: repeated reports were refused as replays")
 
 
 def report_latency(title: str, seconds: list[float], errors: bool | None) -> None:
