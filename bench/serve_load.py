@@ -17,7 +17,7 @@ then prints requests/s, latency percentiles and errors for:
 Asserts nothing (figures vary with the machine). Goal on 2 cores: zero errors, p99 under 50 ms; each model
 says whether it met it. The load generator is Python on the same machine: it takes CPU from the server.
 Usage: python bench/serve_load.py [--model all|stress|wrk|rack] [--clients 500] [--rounds 1] [--think-ms 0]
-       [--power-on-spread-ms 2000] [--phase-ms 200,2000] [--seed 1]
+       [--power-on-spread-ms 2000] [--phase-ms 200,2000] [--seed 1] [--keep-build DIR]
 """
 
 from __future__ import annotations
@@ -173,24 +173,31 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1, help="rack: random seed of the power-on and phase times")
     parser.add_argument("--wrk-seconds", type=int, default=5, help="wrk: how long to run")
     parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--keep-build", metavar="DIR", help="build into DIR and reuse that build in later runs")
     args = parser.parse_args()
     phase_ms = tuple(float(x) for x in args.phase_ms.split(","))
     if len(phase_ms) != 2 or not 0 <= phase_ms[0] <= phase_ms[1]:
         parser.error("--phase-ms takes MIN,MAX in milliseconds")
     with tempfile.TemporaryDirectory(prefix="k8sseed-serve-bench-") as tmp:
-        work = Path(tmp)
-        profile = work / "bench.yaml"
-        profile.write_text(profile_text(args.clients).replace(
-            "nodes:\n", "seedServer:\n  allowedNetworks: [127.0.0.0/8]\nnodes:\n", 1))
-        secret = work / "bench.secret"
-        secret.write_bytes(base64.b64encode(os.urandom(32)) + b"\n")
-        secret.chmod(0o600)
-        out = work / "out"
-        started = time.perf_counter()
-        subprocess.run([K8SSEED, "build", str(profile), "-o", str(out), "--secret", str(secret)], check=True,
-                       stdout=subprocess.DEVNULL)
-        print(f"built {args.clients} seeds in {time.perf_counter() - started:.1f} s; load average "
-              f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+        work = Path(args.keep_build) if args.keep_build else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        profile, secret, out = work / "bench.yaml", work / "bench.secret", work / "out"
+        wanted = profile_text(args.clients).replace(
+            "nodes:\n", "seedServer:\n  allowedNetworks: [127.0.0.0/8]\nnodes:\n", 1)
+        if (out / "manifest.json").is_file() and profile.is_file() and profile.read_text() == wanted:
+            print(f"reusing the build of {args.clients} seeds in {out}; load average {os.getloadavg()[0]:.2f} "
+                  f"on {os.cpu_count()} CPUs")
+        else:
+            profile.write_text(wanted)
+            secret.write_bytes(base64.b64encode(os.urandom(32)) + b"\n")
+            secret.chmod(0o600)
+            started = time.perf_counter()
+            subprocess.run([K8SSEED, "build", str(profile), "-o", str(out), "--secret", str(secret), "--force"],
+                           check=True, stdout=subprocess.DEVNULL)
+            print(f"built {args.clients} seeds in {time.perf_counter() - started:.1f} s; load average "
+                  f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+        for state in work.glob("state-*"):
+            shutil.rmtree(state)  # every server starts with an empty status board
         nodes = json.loads((out / "manifest.json").read_text())["nodes"]
         cluster_secret = read_secret(secret)
         key_of = {n["name"]: cluster_secret.status_key(n["name"]) for n in nodes}
