@@ -291,7 +291,7 @@ def serving(work: Path, out: Path, profile: Path, secret: Path, name: str) -> It
                                "--listen", "127.0.0.1:0", "--state-dir", str(state)], stdout=log,
                               stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a loaded machine: imports alone can take tens of seconds
         while not (match := re.search(r"listening on http://127\.0\.0\.1:(\d+)/", log_path.read_text())):
             if server.poll() is not None or time.monotonic() > deadline:
                 sys.exit("k8sseed serve did not start:\n" + log_path.read_text())
