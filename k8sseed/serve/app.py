@@ -101,6 +101,7 @@ class SeedServer:
         self.port = settings.port  # the bound port once listening (--listen ...:0 picks one)
         self.page = render_static("status-page.html.j2").encode("utf-8")
         self._save_pending = False
+        self._swap_checked = False
         self._index()
         self._check_profile_matches()
         self._check_secret_matches(fatal=True)
@@ -145,6 +146,18 @@ class SeedServer:
             LOG.error("%s", message)
 
     def _follow_swaps(self) -> Generation:
+        """The generation in OUT now; OUT is looked at once per event-loop turn (one stat for a burst of requests).
+
+        Every request handled in a turn was read after the turn's poll returned, so a request sent after a
+        swap completed is answered from the new build: the check is reset at the start of the next turn.
+        """
+        if self._swap_checked:
+            return self.generation
+        try:
+            asyncio.get_running_loop().call_soon(self._recheck_swaps)
+            self._swap_checked = True
+        except RuntimeError:  # no event loop (called directly): look every time
+            pass
         try:
             generation, changed = self.out.current()
         except NotAnOutput as exc:
@@ -161,6 +174,9 @@ class SeedServer:
             self._check_profile_matches()
             self._check_secret_matches(fatal=False)
         return self.generation
+
+    def _recheck_swaps(self) -> None:
+        self._swap_checked = False
 
     def client_allowed(self, client: str) -> bool:
         known = self._allowed_cache.get(client)
@@ -264,11 +280,11 @@ class SeedServer:
         guarded = name == "user-data"
         if guarded:
             self.check_hand_out(generation, node, request)
-        fd, size = generation.open_seed_file(node, name)
+        body = generation.seed_bytes(node, name)
         if guarded:
             self.mark_handed_out(generation, node, request)
         content_type = "text/cloud-config; charset=utf-8" if name == "user-data" else "text/yaml; charset=utf-8"
-        return Response(200, content_type=content_type, file=FileBody(fd, 0, size)), f"node={node}"
+        return Response(200, body, content_type), f"node={node}"
 
     def ignition_config(self, generation: Generation, node: str, request: Request) -> tuple[Response, str]:
         """OUT/<node>.ign: like user-data, it carries a control plane's CA keys, so hand-out-once guards it."""
@@ -318,11 +334,7 @@ class SeedServer:
             if seed.ignition and self.profile.os_family == "flatcar":
                 script = ipxe.node_script(base, node, seed.role, seed.mac or "", pxe, None, ignition=True)
                 return Response(200, script.encode(), kind)
-            fd, size = generation.open_seed_file(node, "network-config")
-            try:
-                network_config = os.pread(fd, size, 0)
-            finally:
-                os.close(fd)
+            network_config = generation.seed_bytes(node, "network-config")
             script = ipxe.node_script(base, node, seed.role, seed.mac or "", pxe, network_config)
             return Response(200, script.encode(), kind)
         raise SeedRefused(404, "no such iPXE script")
