@@ -166,6 +166,10 @@ def validate(profile: Path) -> None:
     else:
         click.echo(f"note: boot the nodes from {OS_IMAGES[p.os_family]} with cloud-init and its NoCloud datasource; "
                    "a system installed with subiquity or debian-installer ignores the seed")
+    installed = [n.name for n in p.nodes if n.install]
+    if installed:  # k8sseed-autoinstall
+        click.echo(f"note: {', '.join(installed)}: installed by the Ubuntu installer that `k8sseed serve` PXE-boots "
+                   "(seedServer.autoinstall), which hands the installed system its seed")
 
 
 @cli.command()

@@ -264,3 +264,9 @@ def test_installer_ipxe_refuses_what_it_cannot_quote():
                 good.__class__(good.kernel, good.initrd, good.iso, ("#x",), "lvm", ())):
         with pytest.raises(ValueError):
             ipxe.installer_script("http://10.0.0.5/", "w-1", "worker", "52:54:00:00:00:01", bad)
+
+
+def test_validate_names_the_nodes_the_installer_installs(lab: Lab):
+    result = run_cli("validate", str(lab.profile))
+    assert result.returncode == 0, result.stderr
+    assert "note: cp-1, worker-1: installed by the Ubuntu installer that `k8sseed serve` PXE-boots" in result.stdout

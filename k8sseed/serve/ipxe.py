@@ -82,7 +82,8 @@ def installer_arguments(base_url: str, mac: str, installer: Autoinstall) -> list
     `autoinstall`: without it subiquity stops and asks before wiping the disk (canonical/subiquity#661).
     `ip=dhcp url=ISO`: the initrd brings the NIC up and loads the live ISO into RAM. `cloud-config-url=/dev/null`:
     cloud-init otherwise takes the legacy `url=` as a cloud-config URL and downloads the whole ISO a second
-    time (canonical/cloud-init#3893). `ds=nocloud-net;s=...`: one iPXE token (see the module docstring); GRUB would need it quoted."""
+    time (canonical/cloud-init#3893). `ds=nocloud-net;s=...`: one iPXE token (see the module docstring); GRUB
+    would need it quoted."""
     return ["ip=dhcp", _word(f"url={_word(installer.iso)}"), "cloud-config-url=/dev/null",
             *(_word(a) for a in installer.kernel_args), "autoinstall",
             _word(f"ds=nocloud-net;s={_word(base_url)}autoinstall/by-mac/{mac}/")]
