@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from conftest import SCHEMAS, TEST_DATA, make_secret, require_tool, run_cli
 from serve_support import REFERENCE, Lab, Server, build
 
 from k8sseed.serve import ipxe
-from k8sseed.serve.autoinstall import REPORTER
+from k8sseed.serve.autoinstall import REPORTER, NotACloudConfig, installer_user_data
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with the cloud-init package the tests install
 SUBIQUITY_SCHEMA = TEST_DATA / "upstream-schemas" / "subiquity-autoinstall-schema.json"
@@ -217,9 +218,10 @@ def test_a_forged_install_report_does_not_mark_a_node_installed(lab: Lab, server
     command[3] = f"{server.url}status/worker-1"
     command[5] = "00" * 32  # another key
     command[6] = "done"
-    result = subprocess.run([shutil.which("python3") or "python3", *command[1:]], capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 1 and "403" in result.stderr, "a report that never arrives fails the install"
+    started = time.monotonic()
+    result = run_reporter(command)
+    assert result.returncode == 1 and "refused: 403" in result.stderr, "a refused 'done' fails the install"
+    assert time.monotonic() - started < 10, "a refusal is final: no minute of retries"
     assert ipxe_script(server, lab, "worker-1")[-1] == "boot"
     assert "POST /status/worker-1 403" in server.log()
 
@@ -270,3 +272,26 @@ def test_validate_names_the_nodes_the_installer_installs(lab: Lab):
     result = run_cli("validate", str(lab.profile))
     assert result.returncode == 0, result.stderr
     assert "note: cp-1, worker-1: installed by the Ubuntu installer that `k8sseed serve` PXE-boots" in result.stdout
+
+
+def test_started_and_failed_reports_never_hold_up_the_installer():
+    for state in ("started", "failed"):
+        began = time.monotonic()
+        result = run_reporter(["python3", "-c", REPORTER, "http://127.0.0.1:1/status/w-1", "w-1", "00" * 32, state])
+        assert result.returncode == 0 and "failed" in result.stderr, result.stderr
+        assert time.monotonic() - began < 10
+
+
+def test_installer_seed_wraps_only_a_cloud_config():
+    from k8sseed.profile.model import Autoinstall
+
+    installer = Autoinstall("http://10.0.0.5/vmlinuz", "http://10.0.0.5/initrd", "http://10.0.0.5/u.iso", (), "lvm",
+                            (("size", "largest"),))
+    network = b"version: 2\nethernets: {}\n"
+    for user_data in (b"#!/bin/sh\necho hi\n", b"#cloud-config\n- a list\n", b"#cloud-config\nx: [\n"):
+        with pytest.raises(NotACloudConfig):
+            installer_user_data(user_data, network, installer, "w-1", "http://10.0.0.5/status/w-1", "00" * 32)
+    text = installer_user_data(b"#cloud-config\nruncmd: [[echo, '$(reboot)']]\n", network, installer, "w-1",
+                               "http://10.0.0.5/status/w-1", "00" * 32)
+    assert yaml.safe_load(text)["autoinstall"]["user-data"] == {"runcmd": [["echo", "$(reboot)"]]}, \
+        "values travel as YAML data, whatever they hold"

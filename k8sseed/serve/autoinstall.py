@@ -31,11 +31,13 @@ INSTALL_METHOD = "ubuntu-autoinstall"
 
 # Run by the installer (list commands are executed without a shell) as: python3 -c REPORTER URL NODE KEY STATE.
 # It signs the report the way the node's k8sseed-report does (k8sseed.serve.reports). `done` must arrive, or
-# the node would boot the installer again: it retries for a minute, then fails the installation visibly.
+# the node would boot the installer again: it is retried for a minute while the server is unreachable or
+# failing, and a refusal (4xx) or no answer fails the installation visibly. `started`/`failed` are one try.
 REPORTER = """\
-import hmac, json, os, sys, time, urllib.request
+import hmac, json, os, sys, time, urllib.error, urllib.request
 url, node, key, state = sys.argv[1:5]
-for attempt in range(30):
+tries = 30 if state == "done" else 1
+for attempt in range(tries):
     body = json.dumps({"node": node, "phase": "install", "state": state, "time": time.time(),
                        "nonce": os.urandom(12).hex()}, sort_keys=True).encode()
     signature = "v1=" + hmac.digest(bytes.fromhex(key), body, "sha256").hex()
@@ -44,12 +46,15 @@ for attempt in range(30):
     try:
         urllib.request.urlopen(request, timeout=10).close()
         sys.exit(0)
-    except Exception as exc:
+    except urllib.error.HTTPError as exc:
+        print("k8sseed: install report to", url, "refused:", exc.code, exc.reason, file=sys.stderr)
+        if exc.code < 500:
+            break
+    except OSError as exc:
         print("k8sseed: install report to", url, "failed:", exc, file=sys.stderr)
-        if state != "done":
-            sys.exit(0)
+    if attempt + 1 < tries:
         time.sleep(2)
-sys.exit(1)
+sys.exit(1 if state == "done" else 0)
 """
 
 
