@@ -295,3 +295,16 @@ def test_installer_seed_wraps_only_a_cloud_config():
                                "http://10.0.0.5/status/w-1", "00" * 32)
     assert yaml.safe_load(text)["autoinstall"]["user-data"] == {"runcmd": [["echo", "$(reboot)"]]}, \
         "values travel as YAML data, whatever they hold"
+
+
+def test_the_installer_installs_from_the_profiles_apt_mirror():
+    from k8sseed.profile.model import Autoinstall
+
+    installer = Autoinstall("http://10.0.0.5/vmlinuz", "http://10.0.0.5/initrd", "http://10.0.0.5/u.iso", (), "lvm",
+                            (("size", "largest"),))
+    text = installer_user_data(b"#cloud-config\nhostname: w-1\n", b"version: 2\nethernets: {}\n", installer, "w-1",
+                               "http://10.0.0.5/status/w-1", "00" * 32, apt_mirror="http://mirror.lab/ubuntu")
+    section = yaml.safe_load(text)["autoinstall"]
+    assert section["apt"] == {"primary": [{"arches": ["default"], "uri": "http://mirror.lab/ubuntu"}]}
+    schema = jsonschema.Draft7Validator(json.loads(SUBIQUITY_SCHEMA.read_text()))
+    assert not [e.message for e in schema.iter_errors(section)]
