@@ -80,14 +80,16 @@ def _sysext_findings(src: Source, section: dict[str, Any]) -> Iterator[Finding]:
     sysext = section.get("sysext")
     images = sysext if isinstance(sysext, dict) else {}
     bird = images.get("bird")
-    if _get(src.data, "bgp") is not None and bird is None:
+    # An image the schema already refused (a typo of its name, a bad value) is reported once, by the schema.
+    refused = any(len(p) == 4 and p[:3] == ("os", "flatcar", "sysext") and p[3] not in images for p in src.positions)
+    if _get(src.data, "bgp") is not None and bird is None and not refused:
         yield src.finding(("bgp",), "Flatcar ships no BIRD: add os.flatcar.sysext.bird ({url: ..., sha256: {amd64: "
                                     "...}}), a systemd-sysext image with bird and birdc (README: Flatcar and "
                                     "systemd-sysext), or leave out the bgp section and use controlPlaneLB.mode "
-                                    "external")
+                                    "external", at_key=True)
     if bird is not None and _get(src.data, "bgp") is None:
         yield src.finding(("os", "flatcar", "sysext", "bird"),
-                          "no bgp section, so no node runs BIRD: remove os.flatcar.sysext.bird")
+                          "no bgp section, so no node runs BIRD: remove os.flatcar.sysext.bird", at_key=True)
     for name, image in images.items():
         if not isinstance(image, dict):
             continue
@@ -97,7 +99,9 @@ def _sysext_findings(src: Source, section: dict[str, Any]) -> Iterator[Finding]:
             yield src.finding(("os", "flatcar", "sysext", name, "url"),
                               f"unknown placeholder '{{{unknown[0]}}}' in '{url}' (known here: {{arch}})")
         sums = image.get("sha256")
-        missing = [a for a in _archs(src) if isinstance(sums, dict) and a not in sums]
+        written = src.positions.keys()
+        missing = [a for a in _archs(src) if isinstance(sums, dict) and a not in sums
+                   and ("os", "flatcar", "sysext", name, "sha256", a) not in written]
         if missing:
             yield src.finding(("os", "flatcar", "sysext", name, "sha256"),
                               f"no sum for {', '.join(missing)}, which node(s) run: add "
