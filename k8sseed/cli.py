@@ -254,6 +254,9 @@ def render(profile: Path, node: str, secret: Path | None, secret_cmd: str | None
         return
     if which is None:
         which = "ignition" if plan.flatcar else "user-data"
+    if which != "ignition" and plan.profile.flatcar and plan.profile.flatcar.sysext:  # sysext: Ignition only
+        _fail(f"--file {which}: the NoCloud rendering cannot fetch and check the os.flatcar.sysext images; use "
+              "--file ignition")
     data = build_ignition(plan, match[0]) if which == "ignition" else dict(build_seed(plan, match[0]).files())[which]
     click.echo(data.decode("utf-8"), nl=False)
 

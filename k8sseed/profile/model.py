@@ -238,19 +238,40 @@ class Etcd:
 
 
 @dataclass(frozen=True)
+class SysextImage:
+    """os.flatcar.sysext.NAME: a systemd-sysext image Ignition downloads and checks."""
+
+    name: str  # the extension's name: /etc/extensions/NAME.raw, extension-release.NAME
+    url: str  # with {arch}
+    sha256: tuple[tuple[str, str], ...]  # (arch, sum)
+
+    def url_for(self, arch: str) -> str:
+        return self.url.replace("{arch}", arch)
+
+    def sha256_for(self, arch: str) -> str | None:
+        return dict(self.sha256).get(arch)
+
+
+@dataclass(frozen=True)
 class Flatcar:
     """os.flatcar: what Flatcar nodes download, since they have no package manager."""
 
     kubernetes_binaries: str  # URL with {version}, {arch}, {binary}
     kubernetes_sha256: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]  # (arch, ((binary, sum), ...))
+    sysext: tuple[SysextImage, ...] = ()  # os.flatcar.sysext, by name
 
     def sums_for(self, arch: str) -> dict[str, str]:
         return dict(dict(self.kubernetes_sha256).get(arch, ()))
 
+    def sysext_image(self, name: str) -> SysextImage | None:
+        return next((image for image in self.sysext if image.name == name), None)
+
 
 def _flatcar(raw: dict[str, Any]) -> Flatcar:
     return Flatcar(raw["kubernetesBinaries"],
-                   tuple((arch, tuple(sorted(sums.items()))) for arch, sums in sorted(raw["kubernetesSha256"].items())))
+                   tuple((arch, tuple(sorted(sums.items()))) for arch, sums in sorted(raw["kubernetesSha256"].items())),
+                   tuple(SysextImage(name, image["url"], tuple(sorted(image["sha256"].items())))
+                         for name, image in sorted(raw.get("sysext", {}).items())))
 
 
 @dataclass(frozen=True)
