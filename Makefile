@@ -7,6 +7,8 @@ OUT    ?= out
 APT_PACKAGES = python3-venv python3-pip cloud-init shellcheck xorriso genisoimage bird2 keepalived haproxy \
                cloud-image-utils openssl systemd iproute2 curl frr pipx etcd-server etcd-client \
                dnsmasq-base chromium jq ignition
+# wrk: bench/serve_load.py's closed loop with a C load generator (skipped without it)
+BENCH_PACKAGES = wrk
 VM_PACKAGES  = qemu-system-x86 qemu-utils debootstrap e2fsprogs xorriso
 
 .PHONY: install demo test lint bench bench-serve e2e e2e-harness e2e-cluster e2e-etcd deps e2e-deps clean docs
@@ -21,7 +23,7 @@ install: $(BIN)/k8sseed
 
 deps:
 	apt-get update -q
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES)
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES) $(BENCH_PACKAGES)
 
 e2e-deps: deps
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(VM_PACKAGES)
@@ -43,7 +45,8 @@ lint: install
 bench: install
 	$(BIN)/python bench/build_benchmark.py --nodes 1000
 
-# 500 concurrent clients fetching seeds from `k8sseed serve` and posting status over loopback.
+# 500 clients fetching seeds from `k8sseed serve` and posting status over loopback: closed-loop stress (Python
+# clients, then wrk), then the rack model (power-on spread, reports as phases progress). docs/serve-load.md.
 bench-serve: install
 	$(BIN)/python bench/serve_load.py --clients 500
 

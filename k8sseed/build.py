@@ -106,6 +106,9 @@ def carrier_format(plan: ClusterPlan, output_format: str) -> str:
     same nodes, to read and compare; a carrier the OS does not read is refused."""
     flatcar = plan.profile.os_family == "flatcar"
     native = "ignition" if flatcar else "cloud-init"
+    if output_format == "all" and flatcar and plan.profile.flatcar and plan.profile.flatcar.sysext:
+        raise UsageError("--format all: the NoCloud rendering cannot fetch and check the os.flatcar.sysext images "
+                         "that Ignition downloads (use --format ignition)")
     if output_format in ("auto", native) or (output_format == "all" and flatcar):
         return native if output_format == "auto" else output_format
     if output_format == "all":

@@ -166,6 +166,10 @@ def validate(profile: Path) -> None:
     else:
         click.echo(f"note: boot the nodes from {OS_IMAGES[p.os_family]} with cloud-init and its NoCloud datasource; "
                    "a system installed with subiquity or debian-installer ignores the seed")
+    installed = [n.name for n in p.nodes if n.install]
+    if installed:  # k8sseed-autoinstall
+        click.echo(f"note: {', '.join(installed)}: installed by the Ubuntu installer that `k8sseed serve` PXE-boots "
+                   "(seedServer.autoinstall), which hands the installed system its seed")
 
 
 @cli.command()
@@ -250,6 +254,9 @@ def render(profile: Path, node: str, secret: Path | None, secret_cmd: str | None
         return
     if which is None:
         which = "ignition" if plan.flatcar else "user-data"
+    if which != "ignition" and plan.profile.flatcar and plan.profile.flatcar.sysext:  # sysext: Ignition only
+        _fail(f"--file {which}: the NoCloud rendering cannot fetch and check the os.flatcar.sysext images; use "
+              "--file ignition")
     data = build_ignition(plan, match[0]) if which == "ignition" else dict(build_seed(plan, match[0]).files())[which]
     click.echo(data.decode("utf-8"), nl=False)
 
@@ -580,15 +587,21 @@ def serve(out: Path, profile: Path, secret: Path | None, secret_cmd: str | None,
 @click.argument("nodes", nargs=-1, required=True)
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
               help="The server's state directory (default: OUT.serve-state beside OUT).")
-def rearm(out: Path, nodes: tuple[str, ...], state_dir: Path | None) -> None:
+@click.option("--reinstall", is_flag=True, help="Also forget that these nodes (install: ubuntu-autoinstall) are "
+              "installed: their next PXE boot runs the Ubuntu installer again, wiping the disk.")
+def rearm(out: Path, nodes: tuple[str, ...], state_dir: Path | None, reinstall: bool) -> None:
     """Let the server hand out these control-plane seeds once more (seedServer.handOutOnce)."""
     from k8sseed.serve.app import rearm as rearm_node
+    from k8sseed.serve.app import reinstall as reinstall_node
     from k8sseed.serve.app import state_dir_for
 
     directory = state_dir or state_dir_for(out)
     for node in nodes:
         if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", node):
             _fail(f"'{node}' is not a node name", EXIT_PROFILE)
+        if reinstall:  # k8sseed-autoinstall
+            click.echo(f"{node}: " + ("its next PXE boot installs Ubuntu again" if reinstall_node(directory, node)
+                                      else "was not reported installed; nothing to reinstall"))
         if rearm_node(directory, node):
             click.echo(f"{node}: re-armed; its seed will be handed out to the next client that asks")
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from k8sseed.components import HostSettings, NodeFile, NodeFragment, NodeUser
+from k8sseed.components import HostSettings, NodeDownload, NodeFile, NodeFragment, NodeUser
 
 
 @dataclass(frozen=True)
@@ -13,6 +13,7 @@ class NodeConfig:
     users: tuple[NodeUser, ...]
     files: tuple[NodeFile, ...]  # in component order, each path once
     start_units: tuple[str, ...]  # enabled, then started (without waiting) once files and users are in place
+    downloads: tuple[NodeDownload, ...] = ()  # fetched and checked by the carrier, each path once
 
 
 def merge_fragments(fragments: list[NodeFragment], env_file: NodeFile | None = None) -> NodeConfig:
@@ -29,4 +30,8 @@ def merge_fragments(fragments: list[NodeFragment], env_file: NodeFile | None = N
     if len({user.name for user in users}) != len(users):
         raise ValueError("two components define the same user")
     units = [unit for fragment in fragments for unit in fragment.start_units]
-    return NodeConfig(hosts[0], tuple(users), tuple(files.values()), tuple(dict.fromkeys(units)))
+    downloads = [download for fragment in fragments for download in fragment.downloads]
+    paths = [d.path for d in downloads]
+    if len(set(paths)) != len(paths) or set(paths) & set(files):
+        raise ValueError("two components write the same downloaded file")
+    return NodeConfig(hosts[0], tuple(users), tuple(files.values()), tuple(dict.fromkeys(units)), tuple(downloads))

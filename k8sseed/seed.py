@@ -23,6 +23,7 @@ from k8sseed.components.network import netplan, node_network
 from k8sseed.components.os_prep import os_prep_fragment
 from k8sseed.components.runtime import runtime_fragment
 from k8sseed.components.secrets_encryption import secrets_encryption_fragment
+from k8sseed.components.sysext import sysext_fragment
 from k8sseed.components.system import system_fragment
 from k8sseed.node_config import NodeConfig, merge_fragments
 from k8sseed.plan import ClusterPlan, NodePlan
@@ -39,6 +40,7 @@ COMPONENTS: tuple[Component, ...] = (
     external_etcd_fragment,
     load_balancer_fragment,
     bird_fragment,
+    sysext_fragment,  # Flatcar: the images BIRD comes from
     keepalived_haproxy_fragment,
     addons_fragment,
     bootstrap_fragment,

@@ -25,17 +25,18 @@ from k8sseed.seed import build_ignition, node_config
 from k8sseed.templating import render
 
 FLATCAR = PROFILES / "flatcar.yaml"
+FLATCAR_BGP = PROFILES / "flatcar-bgp.yaml"  # BIRD from a systemd-sysext image that Ignition downloads
 SCHEMA = TEST_DATA / "upstream-schemas" / "ignition-v3_4.schema.json"
 # Flatcar mounts /usr read-only (dm-verity): Ignition fails the boot on any write there.
 READ_ONLY = ("/usr/", "/boot/")
 UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.\\@-]+\.(service|socket|target|timer|path|mount|automount|swap|slice|scope)$")
 
 
-@pytest.fixture(scope="module")
-def flatcar_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("flatcar")
+@pytest.fixture(scope="module", params=[FLATCAR, FLATCAR_BGP], ids=lambda p: p.stem)
+def flatcar_out(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp(request.param.stem)
     out = work / "out"
-    result = run_cli("build", str(FLATCAR), "-o", str(out), "--secret", str(make_secret(work)))
+    result = run_cli("build", str(request.param), "-o", str(out), "--secret", str(make_secret(work)))
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     return out
@@ -132,7 +133,12 @@ def test_every_config_keeps_ignitions_runtime_rules(flatcar_out: Path) -> None:
             assert isinstance(entry["mode"], int) and 0 <= entry["mode"] <= 0o7777
             # The image may already have the file (/etc/hostname): without overwrite Ignition fails the boot.
             assert entry["overwrite"] is True
-            decode_data_url(entry["contents"]["source"]).decode("utf-8")
+            source = entry["contents"]["source"]
+            if source.startswith("data:"):
+                decode_data_url(source).decode("utf-8")
+            else:  # fetched at first boot: never without a checksum Ignition 3.3.0 accepts (sha256 since 3.1.0)
+                assert re.fullmatch(r"https?://\S+", source), source
+                assert re.fullmatch(r"sha256-[0-9a-f]{64}", entry["contents"]["verification"]["hash"]), entry
         for link in storage["links"]:
             assert link["overwrite"] is True and link["target"].startswith("/usr/share/zoneinfo/")
         assert len({u["name"] for u in units}) == len(units)
@@ -163,7 +169,8 @@ def test_the_ignition_config_lands_the_same_files_as_the_cloud_init_seed(tmp_pat
 def test_workers_carry_no_private_key_and_one_node_initialises(flatcar_out: Path) -> None:
     inits = []
     for name, config in _configs(flatcar_out).items():
-        contents = {f["path"]: decode_data_url(f["contents"]["source"]) for f in config["storage"]["files"]}
+        contents = {f["path"]: decode_data_url(f["contents"]["source"]) for f in config["storage"]["files"]
+                    if f["contents"]["source"].startswith("data:")}
         keys = [p for p, data in contents.items() if b"PRIVATE KEY" in data]
         if name.startswith("fc-worker"):
             assert keys == [], name

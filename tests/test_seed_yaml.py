@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import EXAMPLE_PROFILES, make_secret
+from conftest import NOCLOUD_PROFILES, make_secret
 
 from k8sseed import yamltext
 from k8sseed.build import load_plan
@@ -24,7 +24,7 @@ def _stock_dump(data: object) -> str:
     return yaml.dump(data, **{**yamltext._OPTIONS, "Dumper": _StockDumper})
 
 
-@pytest.mark.parametrize("profile", EXAMPLE_PROFILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("profile", NOCLOUD_PROFILES, ids=lambda p: p.stem)
 def test_user_data_is_byte_identical_to_a_stock_pyyaml_dump_of_its_data(profile: Path, tmp_path: Path) -> None:
     plan, _, _ = load_plan(profile, make_secret(tmp_path))
     for node in plan.nodes:
@@ -47,7 +47,7 @@ def _stock_dump_all(documents: list[object]) -> str:
     return yaml.dump_all(documents, explicit_start=True, **{**yamltext._OPTIONS, "Dumper": _StockDumper})
 
 
-@pytest.mark.parametrize("profile", EXAMPLE_PROFILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("profile", NOCLOUD_PROFILES, ids=lambda p: p.stem)
 def test_every_yaml_file_a_seed_writes_is_what_stock_pyyaml_writes(profile: Path, tmp_path: Path) -> None:
     """The kubeadm configs and the other YAML files go through the memoised dumper: same bytes as stock PyYAML."""
     plan, _, _ = load_plan(profile, make_secret(tmp_path))

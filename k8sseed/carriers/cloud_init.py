@@ -66,12 +66,19 @@ def _file_entry_yaml(f: NodeFile) -> str:
     return dump([_file_entry(f)])
 
 
+def _refuse_downloads(config: NodeConfig) -> None:
+    if config.downloads:  # write_files has no checksum: never land an unchecked image
+        raise ValueError(f"cloud-init cannot fetch and check {config.downloads[0].path}")
+
+
 def user_data_dict(config: NodeConfig) -> dict[str, Any]:
+    _refuse_downloads(config)
     return {**_head(config), "write_files": [_file_entry(f) for f in config.files], "runcmd": _runcmd(config)}
 
 
 def user_data_text(config: NodeConfig) -> str:
     """`#cloud-config` + the YAML of user_data_dict, byte for byte (a test holds it to that), with the
     write_files entries dumped through a cache."""
+    _refuse_downloads(config)
     return ("#cloud-config\n" + dump_mapping(_head(config)) + "write_files:\n"
             + "".join(_file_entry_yaml(f) for f in config.files) + dump_memoised({"runcmd": _runcmd(config)}))

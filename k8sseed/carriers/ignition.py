@@ -13,7 +13,7 @@ import posixpath
 import urllib.parse
 from typing import Any
 
-from k8sseed.components import NodeFile, NodeUser
+from k8sseed.components import NodeDownload, NodeFile, NodeUser
 from k8sseed.components.network import NodeNetwork
 from k8sseed.node_config import NodeConfig
 
@@ -31,6 +31,14 @@ def data_url(text: str) -> str:
 def _file(path: str, content: str, mode: int) -> dict[str, Any]:
     return {"path": path, "overwrite": True, "user": {"name": "root"}, "group": {"name": "root"},
             "contents": {"source": data_url(content)}, "mode": mode}
+
+
+def _download(d: NodeDownload) -> dict[str, Any]:
+    """A remote file Ignition fetches and checks: spec 3.1.0 and later take sha256 as well as sha512 (3.0.0 only
+    sha512); a mismatch fails the Ignition stage, so an unchecked image never lands."""
+    return {"path": d.path, "overwrite": True, "user": {"name": "root"}, "group": {"name": "root"},
+            "contents": {"source": d.url, "verification": {"hash": f"sha256-{d.sha256}"}},
+            "mode": int(d.permissions, 8)}
 
 
 def sudoers_file(user: NodeUser) -> NodeFile:
@@ -91,6 +99,7 @@ def ignition_config(config: NodeConfig, network: NodeNetwork) -> dict[str, Any]:
             units[name] = {"name": name, "contents": f.content}
         else:
             files.append(_file(f.path, f.content, int(f.permissions, 8)))
+    files += [_download(d) for d in config.downloads]
     for name in config.start_units:
         units.setdefault(name, {"name": name})["enabled"] = True
     result: dict[str, Any] = {"ignition": {"version": SPEC_VERSION}}

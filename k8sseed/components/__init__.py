@@ -20,6 +20,17 @@ class NodeFile:
 
 
 @dataclass(frozen=True)
+class NodeDownload:
+    """A file the carrier fetches at first boot and checks against its sha256 before it lands (Ignition's
+    `contents.source` + `verification.hash`); no carrier writes it unchecked."""
+
+    path: str
+    url: str
+    sha256: str
+    permissions: str = "0644"
+
+
+@dataclass(frozen=True)
 class NodeUser:
     name: str
     shell: str
@@ -43,6 +54,7 @@ class NodeFragment:
     host: HostSettings | None = None  # one component (system) sets it
     users: tuple[NodeUser, ...] = ()
     start_units: tuple[str, ...] = ()  # systemd units enabled, then started once the node is configured
+    downloads: tuple[NodeDownload, ...] = ()  # files fetched and checked by the carrier (Flatcar's sysext images)
 
 
 Component = Callable[[ClusterPlan, NodePlan], NodeFragment]

@@ -21,8 +21,11 @@ BIRD_CONF = "/etc/bird/bird.conf"
 # and cloud-init cannot hand it to the bird group before bird2 is installed. The load-balancer phase checks it
 # and installs it as BIRD_CONF (root:bird 0640) once bird2 is there.
 SEED_BIRD_CONF = "/etc/k8sseed/bird.conf"
-VIP_HEALTH_SCRIPT = "/usr/local/sbin/k8sseed-vip-health"
 VIP_HEALTH_UNIT = "/etc/systemd/system/k8sseed-vip-health.service"
+# Flatcar: BIRD comes from the bird systemd-sysext image (components/sysext.py), which need not ship a unit and
+# has no bird user to drop to (Flatcar's /etc/passwd is the image's): k8sseed's own unit runs it as root.
+FLATCAR_BIRD_UNIT = "/etc/systemd/system/bird.service"
+BIRD_SOCKET = "/run/bird/bird.ctl"  # Debian's, and what k8sseed-vip-health asks; Flatcar's unit passes it with -s
 VIP_SYSCTL = "/etc/sysctl.d/91-k8sseed-vip.conf"
 VIP_INTERFACE = "k8svip0"
 # Interfaces whose addresses are never the node's LAN: service IPs, PureLB, the VIP, pod and tunnel devices.
@@ -121,14 +124,22 @@ def vip_health_script(plan: ClusterPlan, node: NodePlan) -> str:
                   interface=VIP_INTERFACE)
 
 
+def vip_health_script_path(plan: ClusterPlan) -> str:
+    return f"{plan.sbin_dir}/k8sseed-vip-health"
+
+
 def bird_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
     if plan.profile.bgp is None:
         return NodeFragment()
     files = [NodeFile(SEED_BIRD_CONF, bird_conf(plan, node), "0600")]
+    if plan.flatcar:
+        files.append(NodeFile(FLATCAR_BIRD_UNIT, render("bird-flatcar.service.j2", config=BIRD_CONF,
+                                                        socket=BIRD_SOCKET)))
     if node.node.is_control_plane and announced_vip(plan):
+        script = vip_health_script_path(plan)
         files += [
-            NodeFile(VIP_HEALTH_SCRIPT, vip_health_script(plan, node), "0755"),
-            NodeFile(VIP_HEALTH_UNIT, render("k8sseed-vip-health.service.j2", script=VIP_HEALTH_SCRIPT,
+            NodeFile(script, vip_health_script(plan, node), "0755"),
+            NodeFile(VIP_HEALTH_UNIT, render("k8sseed-vip-health.service.j2", script=script, flatcar=plan.flatcar,
                                              vip=str(announced_vip(plan)), node_ip=node.node.address)),
             NodeFile(VIP_SYSCTL, VIP_SYSCTL_TEXT),
         ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from k8sseed.components import NodeFile, NodeFragment
+from k8sseed.components.sysext import needed_images
 from k8sseed.plan import ClusterPlan, NodePlan
 from k8sseed.templating import render, render_static, shell_assignments
 
@@ -17,7 +18,7 @@ def _script(plan: ClusterPlan, node: NodePlan) -> str:
     if node.node.is_etcd:
         return render_static("bootstrap-etcd.sh.j2")
     return render("bootstrap.sh.j2", external_etcd=plan.external_etcd, flatcar=plan.flatcar, sbin_dir=plan.sbin_dir,
-                  bin_dir=plan.bin_dir)
+                  bin_dir=plan.bin_dir, bird_sysext="bird" in needed_images(plan))
 
 
 def bootstrap_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:

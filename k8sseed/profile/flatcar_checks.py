@@ -3,6 +3,7 @@ without Python can run, and the downloads it needs pinned."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -58,9 +59,7 @@ def _findings(src: Source) -> Iterator[Finding]:
         yield src.finding(("controlPlaneLB", "mode"),
                           f"{mode} runs HAProxy{' and Keepalived' if mode == 'keepalived-haproxy' else ''} as system "
                           "services, and Flatcar ships neither: use mode external with Flatcar nodes")
-    if _get(src.data, "bgp") is not None:
-        yield src.finding(("bgp",), "Flatcar ships no BIRD, and k8sseed does not yet download one for it: use "
-                                    "controlPlaneLB.mode external and leave out the bgp section with Flatcar nodes")
+    yield from _sysext_findings(src, section if isinstance(section, dict) else {})
     if _get(src.data, "mirrors", "apt"):
         yield src.finding(("mirrors", "apt"), "Flatcar has no apt (no package manager): remove mirrors.apt")
     if _get(src.data, "mirrors", "imageRegistries"):
@@ -71,3 +70,39 @@ def _findings(src: Source) -> Iterator[Finding]:
     if isinstance(docker, dict) and (docker.get("source", "distro") != "distro" or docker.get("version")):
         yield src.finding(("runtime", "docker"), "Flatcar nodes run the Docker of their Flatcar release: leave out "
                                                  "runtime.docker.source and runtime.docker.version")
+
+
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def _sysext_findings(src: Source, section: dict[str, Any]) -> Iterator[Finding]:
+    """The systemd-sysext images a profile's mode needs (bird with a bgp section), each with a sum per node arch."""
+    sysext = section.get("sysext")
+    images = sysext if isinstance(sysext, dict) else {}
+    bird = images.get("bird")
+    # An image the schema already refused (a typo of its name, a bad value) is reported once, by the schema.
+    refused = any(len(p) == 4 and p[:3] == ("os", "flatcar", "sysext") and p[3] not in images for p in src.positions)
+    if _get(src.data, "bgp") is not None and bird is None and not refused:
+        yield src.finding(("bgp",), "Flatcar ships no BIRD: add os.flatcar.sysext.bird ({url: ..., sha256: {amd64: "
+                                    "...}}), a systemd-sysext image with bird and birdc (README: Flatcar and "
+                                    "systemd-sysext), or leave out the bgp section and use controlPlaneLB.mode "
+                                    "external", at_key=True)
+    if bird is not None and _get(src.data, "bgp") is None:
+        yield src.finding(("os", "flatcar", "sysext", "bird"),
+                          "no bgp section, so no node runs BIRD: remove os.flatcar.sysext.bird", at_key=True)
+    for name, image in images.items():
+        if not isinstance(image, dict):
+            continue
+        url = image.get("url")
+        unknown = [m for m in _PLACEHOLDER.findall(url) if m != "arch"] if isinstance(url, str) else []
+        if unknown:
+            yield src.finding(("os", "flatcar", "sysext", name, "url"),
+                              f"unknown placeholder '{{{unknown[0]}}}' in '{url}' (known here: {{arch}})")
+        sums = image.get("sha256")
+        written = src.positions.keys()
+        missing = [a for a in _archs(src) if isinstance(sums, dict) and a not in sums
+                   and ("os", "flatcar", "sysext", name, "sha256", a) not in written]
+        if missing:
+            yield src.finding(("os", "flatcar", "sysext", name, "sha256"),
+                              f"no sum for {', '.join(missing)}, which node(s) run: add "
+                              + ", ".join(f"{a}: <sha256 of the {a} image>" for a in missing))

@@ -47,6 +47,7 @@ class Node:
     serial: str | None = None  # SMBIOS system serial number, for the seed server's /by-serial/
     system_uuid: str | None = None  # SMBIOS system UUID, lower-case, for /by-uuid/
     bmc: NodeBmc | None = None  # for k8sseed attach (Redfish virtual media)
+    install: str | None = None  # "ubuntu-autoinstall": PXE-installed onto a blank disk by k8sseed serve
 
     @property
     def address(self) -> str:
@@ -204,11 +205,24 @@ class Pxe:
 
 
 @dataclass(frozen=True)
+class Autoinstall:
+    """seedServer.autoinstall: the Ubuntu installer iPXE boots for nodes with install: ubuntu-autoinstall."""
+
+    kernel: str
+    initrd: str
+    iso: str
+    kernel_args: tuple[str, ...]
+    layout: str  # subiquity storage layout: lvm or direct
+    disk_match: tuple[tuple[str, str | bool], ...]  # subiquity's layout match, sorted by key
+
+
+@dataclass(frozen=True)
 class SeedServer:
     url: str | None
     allowed_networks: tuple[ipaddress.IPv4Network, ...]  # empty: the node subnets and loopback
     hand_out_once: bool
     pxe: Pxe | None
+    autoinstall: Autoinstall | None = None
 
 
 @dataclass(frozen=True)
@@ -224,19 +238,40 @@ class Etcd:
 
 
 @dataclass(frozen=True)
+class SysextImage:
+    """os.flatcar.sysext.NAME: a systemd-sysext image Ignition downloads and checks."""
+
+    name: str  # the extension's name: /etc/extensions/NAME.raw, extension-release.NAME
+    url: str  # with {arch}
+    sha256: tuple[tuple[str, str], ...]  # (arch, sum)
+
+    def url_for(self, arch: str) -> str:
+        return self.url.replace("{arch}", arch)
+
+    def sha256_for(self, arch: str) -> str | None:
+        return dict(self.sha256).get(arch)
+
+
+@dataclass(frozen=True)
 class Flatcar:
     """os.flatcar: what Flatcar nodes download, since they have no package manager."""
 
     kubernetes_binaries: str  # URL with {version}, {arch}, {binary}
     kubernetes_sha256: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]  # (arch, ((binary, sum), ...))
+    sysext: tuple[SysextImage, ...] = ()  # os.flatcar.sysext, by name
 
     def sums_for(self, arch: str) -> dict[str, str]:
         return dict(dict(self.kubernetes_sha256).get(arch, ()))
 
+    def sysext_image(self, name: str) -> SysextImage | None:
+        return next((image for image in self.sysext if image.name == name), None)
+
 
 def _flatcar(raw: dict[str, Any]) -> Flatcar:
     return Flatcar(raw["kubernetesBinaries"],
-                   tuple((arch, tuple(sorted(sums.items()))) for arch, sums in sorted(raw["kubernetesSha256"].items())))
+                   tuple((arch, tuple(sorted(sums.items()))) for arch, sums in sorted(raw["kubernetesSha256"].items())),
+                   tuple(SysextImage(name, image["url"], tuple(sorted(image["sha256"].items())))
+                         for name, image in sorted(raw.get("sysext", {}).items())))
 
 
 @dataclass(frozen=True)
@@ -304,6 +339,7 @@ def _node(raw: dict[str, Any]) -> Node:
         taints=None if taints is None else tuple(Taint(t["key"], t["effect"], t.get("value")) for t in taints),
         serial=raw.get("serial"), system_uuid=raw["systemUuid"].lower() if raw.get("systemUuid") else None,
         bmc=NodeBmc(raw["bmc"]["redfish"].rstrip("/"), raw["bmc"].get("systemId")) if raw.get("bmc") else None,
+        install=raw.get("install"),
     )
 
 
@@ -314,7 +350,14 @@ def _seed_server(raw: dict[str, Any]) -> SeedServer:
         allowed_networks=tuple(ipaddress.IPv4Network(n, strict=False) for n in raw["allowedNetworks"]),
         hand_out_once=raw["handOutOnce"],
         pxe=None if pxe is None else Pxe(pxe["kernel"], pxe["initrd"], tuple(pxe["kernelArgs"])),
+        autoinstall=_autoinstall(raw["autoinstall"]) if "autoinstall" in raw else None,
     )
+
+
+def _autoinstall(raw: dict[str, Any]) -> Autoinstall:
+    storage = raw["storage"]
+    return Autoinstall(raw["kernel"], raw["initrd"], raw["iso"], tuple(raw["kernelArgs"]), storage["layout"],
+                       tuple(sorted(storage["match"].items())))
 
 
 def _bgp(raw: dict[str, Any]) -> Bgp:

@@ -50,5 +50,23 @@ def check_allowed_networks(src: Source) -> Iterator[Finding]:
                                   "list the networks the nodes boot in")
 
 
+def check_installer_nodes(src: Source) -> Iterator[Finding]:
+    """install: ubuntu-autoinstall needs the installer to boot and an Ubuntu cluster (subiquity installs Ubuntu)."""
+    data = src.data if isinstance(src.data, dict) else {}
+    server = data.get("seedServer")
+    has_installer = isinstance(server, dict) and isinstance(server.get("autoinstall"), dict)
+    os_section = data.get("os")
+    family = os_section.get("family") if isinstance(os_section, dict) else None
+    for i, node in _nodes(src):
+        if node.get("install") != "ubuntu-autoinstall":
+            continue
+        if not has_installer:
+            yield src.finding(("nodes", i, "install"), "ubuntu-autoinstall needs the installer to boot: add "
+                              "seedServer.autoinstall (kernel, initrd and iso of the Ubuntu live-server ISO)")
+        if family != "ubuntu":
+            yield src.finding(("nodes", i, "install"), f"the Ubuntu installer installs Ubuntu, but os.family is "
+                              f"'{family}': set os.family: ubuntu, or remove install from this node")
+
+
 def seed_server_findings(src: Source) -> list[Finding]:
-    return [*check_unique_identities(src), *check_allowed_networks(src)]
+    return [*check_unique_identities(src), *check_allowed_networks(src), *check_installer_nodes(src)]

@@ -20,6 +20,7 @@ from k8sseed.profile import load_profile
 from k8sseed.profile.model import Role
 from k8sseed.secrets import ClusterSecret
 from k8sseed.serve import http, ipxe
+from k8sseed.serve.autoinstall import INSTALL_METHOD, INSTALL_PHASE, NotACloudConfig, installer_user_data
 from k8sseed.serve.http import FileBody, Request, Response
 from k8sseed.serve.log_writer import LogWriter
 from k8sseed.serve.ranges import Unsatisfiable, byte_range
@@ -34,6 +35,8 @@ IGNITION_TYPE = "application/vnd.coreos.ignition+json"
 LOG = logging.getLogger("k8sseed.serve")
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 HANDED_OUT = "handed-out"
+INSTALLED = "installed"  # state_dir/installed/<node>: the Ubuntu installer reported this node installed
+AUTOINSTALL_FILES = ("user-data", "meta-data", "vendor-data")
 SAVE_DELAY = 0.5
 # The page talks to this server only: no external script, style, font or image can load.
 PAGE_POLICY = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
@@ -77,6 +80,15 @@ def rearm(state_dir: Path, node: str) -> bool:
     return True
 
 
+def reinstall(state_dir: Path, node: str) -> bool:
+    """Let an installed node (install: ubuntu-autoinstall) boot the installer again; False when not installed."""
+    try:
+        (state_dir / INSTALLED / node).unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
 class SeedServer:
     def __init__(self, settings: Settings, secret: ClusterSecret, writer: LogWriter | None = None) -> None:
         self.settings = settings
@@ -101,6 +113,7 @@ class SeedServer:
         self.port = settings.port  # the bound port once listening (--listen ...:0 picks one)
         self.page = render_static("status-page.html.j2").encode("utf-8")
         self._save_pending = False
+        self._swap_checked = False
         self._index()
         self._check_profile_matches()
         self._check_secret_matches(fatal=True)
@@ -120,6 +133,7 @@ class SeedServer:
         self._allowed_cache = {}
         self.hand_out_once = bool(server and server.hand_out_once)
         self.keys = {name: self.secret.status_key(name) for name in nodes}
+        self.installer_nodes = {n.name for n in p.nodes if n.install == INSTALL_METHOD and n.name in nodes}
 
     def _check_profile_matches(self) -> None:
         try:
@@ -145,6 +159,18 @@ class SeedServer:
             LOG.error("%s", message)
 
     def _follow_swaps(self) -> Generation:
+        """The generation in OUT now; OUT is looked at once per event-loop turn (one stat for a burst of requests).
+
+        Every request handled in a turn was read after the turn's poll returned, so a request sent after a
+        swap completed is answered from the new build: the check is reset at the start of the next turn.
+        """
+        if self._swap_checked:
+            return self.generation
+        try:
+            asyncio.get_running_loop().call_soon(self._recheck_swaps)
+            self._swap_checked = True
+        except RuntimeError:  # no event loop (called directly): look every time
+            pass
         try:
             generation, changed = self.out.current()
         except NotAnOutput as exc:
@@ -161,6 +187,9 @@ class SeedServer:
             self._check_profile_matches()
             self._check_secret_matches(fatal=False)
         return self.generation
+
+    def _recheck_swaps(self) -> None:
+        self._swap_checked = False
 
     def client_allowed(self, client: str) -> bool:
         known = self._allowed_cache.get(client)
@@ -232,6 +261,8 @@ class SeedServer:
             return self.iso(generation, parts[1][:-4], request)
         if parts[0] == "ipxe":
             return self.ipxe(generation, parts[1:]), ""
+        if parts[0] == "autoinstall":
+            return self.autoinstall_file(generation, parts[1:], request)
         if len(parts) == 3 and parts[0] in ("by-mac", "by-serial", "by-uuid"):
             node = self.lookup(generation, parts[0], parts[1])
             return self.seed_file(generation, node, parts[2], request)
@@ -264,11 +295,11 @@ class SeedServer:
         guarded = name == "user-data"
         if guarded:
             self.check_hand_out(generation, node, request)
-        fd, size = generation.open_seed_file(node, name)
+        body = generation.seed_bytes(node, name)
         if guarded:
             self.mark_handed_out(generation, node, request)
         content_type = "text/cloud-config; charset=utf-8" if name == "user-data" else "text/yaml; charset=utf-8"
-        return Response(200, content_type=content_type, file=FileBody(fd, 0, size)), f"node={node}"
+        return Response(200, body, content_type), f"node={node}"
 
     def ignition_config(self, generation: Generation, node: str, request: Request) -> tuple[Response, str]:
         """OUT/<node>.ign: like user-data, it carries a control plane's CA keys, so hand-out-once guards it."""
@@ -304,7 +335,8 @@ class SeedServer:
 
     def ipxe(self, generation: Generation, rest: list[str]) -> Response:
         pxe = self.profile.seed_server.pxe if self.profile.seed_server else None
-        if pxe is None:
+        installer = self.profile.seed_server.autoinstall if self.profile.seed_server else None
+        if pxe is None and installer is None:
             raise SeedRefused(404, "the profile has no seedServer.pxe (kernel and initrd to boot)")
         base = self.base_url
         if base is None:
@@ -315,17 +347,75 @@ class SeedServer:
         if len(rest) == 2 and rest[0] == "by-mac" and rest[1].endswith(".ipxe"):
             node = self.lookup(generation, "by-mac", rest[1][:-5])
             seed = generation.nodes[node]
+            if installer is not None and node in self.installer_nodes:
+                if self.installed(node):
+                    return Response(200, ipxe.local_disk_script(node, seed.role, seed.mac or "").encode(), kind)
+                script = ipxe.installer_script(base, node, seed.role, seed.mac or "", installer)
+                return Response(200, script.encode(), kind)
+            if pxe is None:
+                raise SeedRefused(404, f"the profile has no seedServer.pxe (kernel and initrd to boot) and node "
+                                       f"{node} is not install: {INSTALL_METHOD}")
             if seed.ignition and self.profile.os_family == "flatcar":
                 script = ipxe.node_script(base, node, seed.role, seed.mac or "", pxe, None, ignition=True)
                 return Response(200, script.encode(), kind)
-            fd, size = generation.open_seed_file(node, "network-config")
-            try:
-                network_config = os.pread(fd, size, 0)
-            finally:
-                os.close(fd)
+            network_config = generation.seed_bytes(node, "network-config")
             script = ipxe.node_script(base, node, seed.role, seed.mac or "", pxe, network_config)
             return Response(200, script.encode(), kind)
         raise SeedRefused(404, "no such iPXE script")
+
+    # --- the Ubuntu installer (install: ubuntu-autoinstall) ----------------------------------------------
+
+    def installed(self, node: str) -> bool:
+        return (self.settings.state_dir / INSTALLED / node).is_file()
+
+    def autoinstall_file(self, generation: Generation, rest: list[str], request: Request) -> tuple[Response, str]:
+        """/autoinstall/<node>/<file> and /autoinstall/by-mac/<mac>/<file>: the installer's NoCloud seed."""
+        if len(rest) == 3 and rest[0] == "by-mac":
+            node, name = self.lookup(generation, "by-mac", rest[1]), rest[2]
+        elif len(rest) == 2:
+            node, name = rest
+        else:
+            raise SeedRefused(404, "no such path")
+        if node not in generation.nodes:
+            raise SeedRefused(404, f"no node '{node}' in this build")
+        if node not in self.installer_nodes:
+            raise SeedRefused(404, f"node {node} is not install: {INSTALL_METHOD}: it has no installer seed")
+        if name not in AUTOINSTALL_FILES:
+            raise SeedRefused(404, f"no installer seed file '{name}' (the installer's network is in its user-data)")
+        if name == "vendor-data":
+            return Response(200, b""), f"node={node}"
+        if name == "meta-data":
+            return Response(200, self._read_seed(generation, node, "meta-data"), "text/yaml; charset=utf-8"), \
+                f"node={node}"
+        installer = self.profile.seed_server.autoinstall if self.profile.seed_server else None
+        base = self.base_url
+        if installer is None or base is None:
+            raise SeedRefused(503, "the server does not know its own URL (the installer reports to it): set "
+                                   "seedServer.url or start it with --url")
+        self.check_hand_out(generation, node, request)
+        try:
+            body = installer_user_data(self._read_seed(generation, node, "user-data"),
+                                       self._read_seed(generation, node, "network-config"), installer, node,
+                                       f"{base}status/{node}", self.keys[node], self.profile.mirrors.apt)
+        except NotACloudConfig as exc:
+            raise SeedRefused(500, str(exc)) from exc
+        self.mark_handed_out(generation, node, request)
+        return Response(200, body, "text/cloud-config; charset=utf-8"), f"node={node} autoinstall"
+
+    @staticmethod
+    def _read_seed(generation: Generation, node: str, name: str) -> bytes:
+        fd, size = generation.open_seed_file(node, name)
+        try:
+            return os.pread(fd, size, 0)
+        finally:
+            os.close(fd)
+
+    def mark_installed(self, node: str, client: str) -> None:
+        directory = self.settings.state_dir / INSTALLED
+        directory.mkdir(mode=0o700, exist_ok=True)
+        (directory / node).write_text(client + "\n", "utf-8")
+        LOG.warning("%s reported installed from %s: its iPXE script now boots the local disk (to install it "
+                    "again: k8sseed rearm --reinstall %s %s)", node, client, self.settings.out, node)
 
     # --- hand out once -----------------------------------------------------------------------------------
 
@@ -372,6 +462,8 @@ class SeedServer:
         report = verify(node, request.body, signature, self.keys.get(node), time.time())
         shown = self.board.accept(report, str(signature).strip(), request.client)
         self._schedule_save()
+        if (report.phase, report.state) == (INSTALL_PHASE, "done") and node in self.installer_nodes:
+            self.mark_installed(node, request.client)
         if not shown:
             return Response(202), f"status {node}: {report.phase} {report.state} (older than the state shown)"
         return Response(204), f"status {node}: {report.phase} {report.state}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import re
 
-from k8sseed.profile.model import Pxe
+from k8sseed.profile.model import Autoinstall, Pxe
 
 _SAFE = re.compile(r"[A-Za-z0-9._~%!&()*+,;=:@/-]+")
 
@@ -73,4 +73,42 @@ def node_script(base_url: str, node: str, role: str, mac: str, pxe: Pxe, network
         f"{kernel_line}\n"
         f"initrd --name initrd {_word(pxe.initrd)}\n"
         "boot\n"
+    )
+
+
+def installer_arguments(base_url: str, mac: str, installer: Autoinstall) -> list[str]:
+    """Kernel arguments of the Ubuntu live-server installer for this machine's autoinstall seed.
+
+    `autoinstall`: without it subiquity stops and asks before wiping the disk (canonical/subiquity#661).
+    `ip=dhcp url=ISO`: the initrd brings the NIC up and loads the live ISO into RAM. `cloud-config-url=/dev/null`:
+    cloud-init otherwise takes the legacy `url=` as a cloud-config URL and downloads the whole ISO a second
+    time (canonical/cloud-init#3893). `ds=nocloud-net;s=...`: one iPXE token (see the module docstring); GRUB
+    would need it quoted."""
+    return ["ip=dhcp", _word(f"url={_word(installer.iso)}"), "cloud-config-url=/dev/null",
+            *(_word(a) for a in installer.kernel_args), "autoinstall",
+            _word(f"ds=nocloud-net;s={_word(base_url)}autoinstall/by-mac/{mac}/")]
+
+
+def installer_script(base_url: str, node: str, role: str, mac: str, installer: Autoinstall) -> str:
+    """Boots the Ubuntu installer onto this machine's blank disk (install: ubuntu-autoinstall)."""
+    kernel_line = " ".join([f"kernel {_word(installer.kernel)} initrd=initrd",
+                            *installer_arguments(base_url, mac, installer)])
+    return (
+        "#!ipxe\n"
+        f"# k8sseed: {_word(node)} ({_word(role)}), MAC {_word(mac)}: Ubuntu autoinstall onto the local disk\n"
+        f"{kernel_line}\n"
+        f"initrd --name initrd {_word(installer.initrd)}\n"
+        "boot\n"
+    )
+
+
+def local_disk_script(node: str, role: str, mac: str) -> str:
+    """The installer reported this machine installed: leave iPXE, so the firmware boots its next device, the
+    disk (the boot order must be network first, then the disk)."""
+    return (
+        "#!ipxe\n"
+        f"# k8sseed: {_word(node)} ({_word(role)}), MAC {_word(mac)}: installed; booting the local disk\n"
+        f"# (to install it again: k8sseed rearm --reinstall OUT {_word(node)})\n"
+        "echo k8sseed: this machine is installed: booting from its disk\n"
+        "exit\n"
     )

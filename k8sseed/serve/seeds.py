@@ -5,6 +5,11 @@ request opens the new directory and its manifest; a request never mixes files of
 build only ever swaps in a complete directory, a half-written OUT is never seen. Files are opened relative to
 the directory's descriptor with O_NOFOLLOW, by names taken from the manifest only: nothing outside OUT and no
 symbolic link is ever served.
+
+Seed files are small and asked for by every node at power-on: a generation keeps the bytes of each seed file
+it has read (up to CACHE_BYTES in all), so a repeated request costs no syscall. The cache belongs to the
+generation: a swap opens a new generation with an empty cache, and since a build never changes a swapped-in
+OUT in place, the cached bytes are the files' bytes. Refusals are never cached (a request is refused again).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ MANIFEST = "manifest.json"
 _MAC = re.compile(r"[0-9a-f]{2}([:-][0-9a-f]{2}){5}")
 _NODE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+CACHE_FILE_BYTES = 1024 * 1024  # a seed file larger than this is read from OUT on every request
+CACHE_BYTES = 256 * 1024 * 1024  # per generation: ~40 KiB a node, so several thousand nodes fit
 
 
 class SeedRefused(Exception):
@@ -72,6 +79,8 @@ class Generation:
         self.manifest = manifest
         self.nodes: dict[str, SeedNode] = {}
         self.by_mac: dict[str, str] = {}
+        self._contents: dict[tuple[str, str], bytes] = {}
+        self._cached_bytes = 0
         for entry in manifest.get("nodes", []):
             # Names become paths relative to OUT: only what the profile schema allows (never '..' or '/').
             if not isinstance(entry, dict) or not _NODE_NAME.fullmatch(str(entry.get("name"))):
@@ -100,6 +109,24 @@ class Generation:
             return self._open_regular(filename, node_fd, f"{node}/{filename}")
         finally:
             os.close(node_fd)
+
+    def seed_bytes(self, node: str, filename: str) -> bytes:
+        """The contents of OUT/<node>/<filename>, read (with the checks of open_seed_file) once per generation."""
+        key = (node, filename)
+        cached = self._contents.get(key)
+        if cached is not None:
+            return cached
+        fd, size = self.open_seed_file(node, filename)
+        try:
+            data = os.pread(fd, size, 0)
+        finally:
+            os.close(fd)
+        if len(data) != size:  # changed while read: never a build's own file (builds swap OUT whole)
+            raise SeedRefused(500, f"{node}/{filename} changed while it was read")
+        if size <= CACHE_FILE_BYTES and self._cached_bytes + size <= CACHE_BYTES:
+            self._contents[key] = data
+            self._cached_bytes += size
+        return data
 
     def open_iso(self, node: str) -> tuple[int, int]:
         seed = self.nodes.get(node)
@@ -136,6 +163,7 @@ class Generation:
 
     def close(self) -> None:
         os.close(self.dirfd)
+        self._contents.clear()
 
 
 class OutDir:
