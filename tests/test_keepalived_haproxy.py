@@ -29,7 +29,7 @@ from k8sseed.components.keepalived_haproxy import (
     vrrp_priority,
 )
 from k8sseed.plan import ClusterPlan, NodePlan
-from k8sseed.seed import build_seed
+from k8sseed.seed import build_seed, node_config
 from k8sseed.templating import config_word
 
 pytestmark = pytest.mark.netns
@@ -68,6 +68,12 @@ def test_only_control_planes_get_keepalived_and_haproxy(plan, files):
         assert present == (set(OUR_FILES) if node.node.is_control_plane else set()), node.name
 
 
+def _node_paths(plan: ClusterPlan, node: NodePlan) -> set[str]:
+    """Every file the node gets, whatever carries it (NoCloud user-data or Ignition: a Flatcar profile may have no
+    NoCloud rendering)."""
+    return {f.path for f in node_config(plan, node).files}
+
+
 def _example_plans(tmp_path: Path) -> list[ClusterPlan]:
     secret = make_secret(tmp_path)
     return [load_plan(profile, secret)[0] for profile in EXAMPLE_PROFILES]
@@ -80,7 +86,7 @@ def test_other_modes_write_no_keepalived_or_haproxy(tmp_path):
         # node-local mode runs its own HAProxy (test_node_local_lb.py), with no Keepalived.
         ours = set(OUR_FILES) - ({HAPROXY_CFG} if other.profile.lb_mode == "node-local" else set())
         for node in other.nodes:
-            assert not ours & set(_written(other, node)), f"{other.profile.cluster.name}/{node.name}"
+            assert not ours & _node_paths(other, node), f"{other.profile.cluster.name}/{node.name}"
 
 
 def _keepalived_nodes(plan: ClusterPlan, tmp_path: Path) -> list[tuple[str, NodePlan, dict[str, dict]]]:

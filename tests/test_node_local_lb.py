@@ -31,7 +31,7 @@ from k8sseed.components.node_local_lb import (
     return_bound_seconds,
 )
 from k8sseed.plan import ClusterPlan, NodePlan
-from k8sseed.seed import build_seed
+from k8sseed.seed import build_seed, node_config
 
 PROFILE = REPO / "tests" / "profiles" / "node-local-test.yaml"
 OUR_FILES = (HAPROXY_CFG, HOSTS_SCRIPT)
@@ -58,6 +58,12 @@ def _written(plan: ClusterPlan, node: NodePlan) -> dict[str, dict]:
 def files(plan: ClusterPlan) -> dict[str, dict[str, dict]]:
     """{node name: {path: write_files entry}} from the real user-data."""
     return {node.name: _written(plan, node) for node in plan.nodes}
+
+
+def _node_paths(plan: ClusterPlan, node: NodePlan) -> set[str]:
+    """Every file the node gets, whatever carries it (NoCloud user-data or Ignition: a Flatcar profile may have no
+    NoCloud rendering)."""
+    return {f.path for f in node_config(plan, node).files}
 
 
 def _example_plans(tmp_path: Path) -> list[ClusterPlan]:
@@ -144,7 +150,7 @@ def test_other_modes_write_no_node_local_files(tmp_path):
     assert others and len(others) < len(EXAMPLE_PROFILES), "the examples hold node-local and other modes"
     for other in others:
         for node in other.nodes:
-            assert HOSTS_SCRIPT not in _written(other, node), f"{other.profile.cluster.name}/{node.name}"
+            assert HOSTS_SCRIPT not in _node_paths(other, node), f"{other.profile.cluster.name}/{node.name}"
 
 
 def test_adding_a_worker_leaves_every_existing_seed_unchanged(tmp_path):
