@@ -56,12 +56,23 @@ class Lab:
     out: Path
 
 
-def make_lab(directory: Path, seed_server: dict[str, Any] | None = None) -> Lab:
-    profile = lab_profile(directory, seed_server)
+def built_lab(directory: Path, profile: Path) -> Lab:
+    """A fresh secret and OUT (directory/out) built from profile."""
     secret = make_secret(directory)
     out = directory / "out"
     build(profile, secret, out)
     return Lab(directory, profile, secret, out)
+
+
+def lab_from_data(directory: Path, data: dict[str, Any]) -> Lab:
+    """built_lab of a profile given as data (written to directory/profile.yaml)."""
+    profile = directory / "profile.yaml"
+    profile.write_text(yaml.safe_dump(data, sort_keys=False))
+    return built_lab(directory, profile)
+
+
+def make_lab(directory: Path, seed_server: dict[str, Any] | None = None) -> Lab:
+    return built_lab(directory, lab_profile(directory, seed_server))
 
 
 class Server:

@@ -15,8 +15,8 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from conftest import SCHEMAS, TEST_DATA, make_secret, require_tool, run_cli
-from serve_support import REFERENCE, Lab, Server, build
+from conftest import SCHEMAS, TEST_DATA, require_tool, run_cli
+from serve_support import REFERENCE, Lab, Server, lab_from_data
 
 from k8sseed.serve import ipxe
 from k8sseed.serve.autoinstall import REPORTER, NotACloudConfig, installer_user_data
@@ -46,12 +46,7 @@ def autoinstall_lab(directory: Path, **seed_server: Any) -> Lab:
         "autoinstall": INSTALLER,
         **seed_server,
     }
-    profile = directory / "profile.yaml"
-    profile.write_text(yaml.safe_dump(data, sort_keys=False))
-    secret = make_secret(directory)
-    out = directory / "out"
-    build(profile, secret, out)
-    return Lab(directory, profile, secret, out)
+    return lab_from_data(directory, data)
 
 
 @pytest.fixture(scope="module")

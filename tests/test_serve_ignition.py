@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PROFILES, make_secret
-from serve_support import Lab, Server, build
+from conftest import PROFILES
+from serve_support import Lab, Server, lab_from_data
 
 SEED_SERVER = {
     "allowedNetworks": ["127.0.0.0/8"],
@@ -25,12 +25,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
     directory = tmp_path_factory.mktemp("serve-ignition")
     data = yaml.safe_load((PROFILES / "flatcar.yaml").read_text())
     data["seedServer"] = SEED_SERVER
-    profile = directory / "profile.yaml"
-    profile.write_text(yaml.safe_dump(data, sort_keys=False))
-    secret = make_secret(directory)
-    out = directory / "out"
-    build(profile, secret, out)
-    return Lab(directory, profile, secret, out)
+    return lab_from_data(directory, data)
 
 
 def _macs(out: Path) -> dict[str, str]:
