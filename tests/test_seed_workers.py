@@ -77,8 +77,11 @@ def _start_build_with_workers(tmp_path: Path, session: bool) -> tuple[subprocess
     secret = make_secret(tmp_path)
     profile = _big_profile(tmp_path, 140)
     out = tmp_path / "out"
+    # SIGINT at its default, as under a terminal: a test run started in the background by a non-interactive
+    # shell inherits it ignored, and Python then leaves it ignored (the build would rightly not stop).
     proc = subprocess.Popen([K8SSEED, "build", str(profile), "-o", str(out), "--secret", str(secret), "--jobs", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=session)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=session,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     workers: set[int] = set()
     while time.monotonic() < deadline and len(workers) < 2 and proc.poll() is None:

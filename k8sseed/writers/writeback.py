@@ -11,7 +11,6 @@ comes from the syncfs.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 
 _SYNC_FILE_RANGE_WRITE = 2
@@ -21,7 +20,7 @@ def _load() -> object | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
     except OSError:
         return None
     call = getattr(libc, "sync_file_range", None)
