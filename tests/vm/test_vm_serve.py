@@ -74,7 +74,9 @@ def test_a_node_seeded_over_http_reports_its_phases_to_the_server(tmp_path: Path
                      netdev=netdev, append=append, collect=False).start()
         started = time.monotonic()
         rows: dict[str, dict] = {}
-        while time.monotonic() - started < 330:
+        # Measured 256-331 s under TCG on the 2-core test machine (its speed varies with the host): 330 s
+        # was too tight a budget for the phase to be reached.
+        while time.monotonic() - started < 600:
             rows = _status(port)
             if rows["cp-1"]["phase"] in ("kubeadm", "addons", "bootstrap") or not vm.running():
                 break
