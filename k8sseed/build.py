@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from k8sseed.components.sysext import ignition_only
 from k8sseed.errors import OutputError, ProfileWarning, UsageError
 from k8sseed.pki import derive_pki
 from k8sseed.plan import ClusterPlan, make_plan
@@ -106,7 +107,7 @@ def carrier_format(plan: ClusterPlan, output_format: str) -> str:
     same nodes, to read and compare; a carrier the OS does not read is refused."""
     flatcar = plan.profile.os_family == "flatcar"
     native = "ignition" if flatcar else "cloud-init"
-    if output_format == "all" and flatcar and plan.profile.flatcar and plan.profile.flatcar.sysext:
+    if output_format == "all" and ignition_only(plan):
         raise UsageError("--format all: the NoCloud rendering cannot fetch and check the os.flatcar.sysext images "
                          "that Ignition downloads (use --format ignition)")
     if output_format in ("auto", native) or (output_format == "all" and flatcar):

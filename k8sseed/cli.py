@@ -232,6 +232,7 @@ def render(profile: Path, node: str, secret: Path | None, secret_cmd: str | None
            write_file: str | None) -> None:
     """Print one file of NODE's seed (or its Ignition config, or a file the seed writes) on stdout."""
     from k8sseed.build import load_plan
+    from k8sseed.components.sysext import ignition_only
     from k8sseed.seed import build_ignition, build_seed
 
     try:
@@ -254,7 +255,7 @@ def render(profile: Path, node: str, secret: Path | None, secret_cmd: str | None
         return
     if which is None:
         which = "ignition" if plan.flatcar else "user-data"
-    if which != "ignition" and plan.profile.flatcar and plan.profile.flatcar.sysext:  # sysext: Ignition only
+    if which != "ignition" and ignition_only(plan):  # sysext: Ignition only
         _fail(f"--file {which}: the NoCloud rendering cannot fetch and check the os.flatcar.sysext images; use "
               "--file ignition")
     data = build_ignition(plan, match[0]) if which == "ignition" else dict(build_seed(plan, match[0]).files())[which]

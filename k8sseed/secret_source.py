@@ -77,13 +77,12 @@ def run_secret_command(command: str, timeout: float = DEFAULT_SECRET_CMD_TIMEOUT
         raise SecretError(f"--secret-cmd {command!r} did not finish within {timeout:g} s and was stopped (it may "
                           f"be waiting for input or for its vault); run it by hand to check, or set "
                           f"{SECRET_CMD_TIMEOUT_ENV} to allow it longer") from None
-    result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
-    if result.returncode != 0:
-        lines = [line for line in result.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+    if proc.returncode != 0:
+        lines = [line for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
         last = f": {lines[-1].strip()}" if lines else " (and printed nothing on stderr)"
-        raise SecretError(f"--secret-cmd {command!r} failed with exit code {result.returncode}{last}")
+        raise SecretError(f"--secret-cmd {command!r} failed with exit code {proc.returncode}{last}")
     try:
-        text = result.stdout.decode("ascii")
+        text = stdout.decode("ascii")
     except UnicodeDecodeError as exc:
         raise SecretError(f"{origin} is not text (not shown); expected the cluster secret in base64") from exc
     return parse_secret(text, origin)

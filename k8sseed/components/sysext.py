@@ -23,6 +23,11 @@ def needed_images(plan: ClusterPlan) -> tuple[str, ...]:
     return ("bird",) if plan.flatcar and plan.profile.bgp is not None else ()
 
 
+def ignition_only(plan: ClusterPlan) -> bool:
+    """Nodes that download images have no NoCloud rendering: write_files cannot fetch and check them."""
+    return bool(needed_images(plan))
+
+
 def sysext_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
     names = needed_images(plan)
     if not names:

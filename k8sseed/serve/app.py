@@ -71,22 +71,22 @@ def state_dir_for(out: Path) -> Path:
     return out.parent / f"{out.name}.serve-state"
 
 
-def rearm(state_dir: Path, node: str) -> bool:
-    """Let a hand-out-once seed be handed out again; False when it was not handed out."""
+def _clear_mark(state_dir: Path, kind: str, node: str) -> bool:
     try:
-        (state_dir / HANDED_OUT / node).unlink()
+        (state_dir / kind / node).unlink()
     except FileNotFoundError:
         return False
     return True
+
+
+def rearm(state_dir: Path, node: str) -> bool:
+    """Let a hand-out-once seed be handed out again; False when it was not handed out."""
+    return _clear_mark(state_dir, HANDED_OUT, node)
 
 
 def reinstall(state_dir: Path, node: str) -> bool:
     """Let an installed node (install: ubuntu-autoinstall) boot the installer again; False when not installed."""
-    try:
-        (state_dir / INSTALLED / node).unlink()
-    except FileNotFoundError:
-        return False
-    return True
+    return _clear_mark(state_dir, INSTALLED, node)
 
 
 class SeedServer:
@@ -385,7 +385,7 @@ class SeedServer:
         if name == "vendor-data":
             return Response(200, b""), f"node={node}"
         if name == "meta-data":
-            return Response(200, self._read_seed(generation, node, "meta-data"), "text/yaml; charset=utf-8"), \
+            return Response(200, generation.seed_bytes(node, "meta-data"), "text/yaml; charset=utf-8"), \
                 f"node={node}"
         installer = self.profile.seed_server.autoinstall if self.profile.seed_server else None
         base = self.base_url
@@ -394,21 +394,13 @@ class SeedServer:
                                    "seedServer.url or start it with --url")
         self.check_hand_out(generation, node, request)
         try:
-            body = installer_user_data(self._read_seed(generation, node, "user-data"),
-                                       self._read_seed(generation, node, "network-config"), installer, node,
+            body = installer_user_data(generation.seed_bytes(node, "user-data"),
+                                       generation.seed_bytes(node, "network-config"), installer, node,
                                        f"{base}status/{node}", self.keys[node], self.profile.mirrors.apt)
         except NotACloudConfig as exc:
             raise SeedRefused(500, str(exc)) from exc
         self.mark_handed_out(generation, node, request)
         return Response(200, body, "text/cloud-config; charset=utf-8"), f"node={node} autoinstall"
-
-    @staticmethod
-    def _read_seed(generation: Generation, node: str, name: str) -> bytes:
-        fd, size = generation.open_seed_file(node, name)
-        try:
-            return os.pread(fd, size, 0)
-        finally:
-            os.close(fd)
 
     def mark_installed(self, node: str, client: str) -> None:
         directory = self.settings.state_dir / INSTALLED
