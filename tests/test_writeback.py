@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from k8sseed.writers import seed_files, writeback
 
 
@@ -13,9 +15,9 @@ def test_written_seed_files_are_queued_for_writeback(monkeypatch, tmp_path: Path
     queued: list[int] = []
     monkeypatch.setattr(seed_files, "start_writeback", lambda fd: queued.append(os.fstat(fd).st_ino))
     target = tmp_path / "user-data"
-    seed_files._write(target, b"#cloud-config\n" * 1000, 1_700_000_000)
+    seed_files._write(target, b"#cloud-config\n" * 2000, 1_700_000_000)
     assert queued == [target.stat().st_ino]
-    assert target.read_bytes() == b"#cloud-config\n" * 1000
+    assert target.read_bytes() == b"#cloud-config\n" * 2000
     assert target.stat().st_mtime == 1_700_000_000 and target.stat().st_mode & 0o777 == 0o600
 
 
@@ -37,3 +39,29 @@ def test_writeback_is_best_effort_on_anything_that_cannot_do_it(tmp_path: Path):
 
 def test_on_linux_the_kernel_call_is_found():
     assert writeback._SYNC_FILE_RANGE is not None
+
+
+def test_small_files_are_left_to_the_final_syncfs(monkeypatch, tmp_path: Path):
+    queued: list[int] = []
+    monkeypatch.setattr(seed_files, "start_writeback", lambda fd: queued.append(fd))
+    seed_files._write(tmp_path / "meta-data", b"instance-id: x\n", 1_700_000_000)
+    assert queued == [] and (tmp_path / "meta-data").read_bytes() == b"instance-id: x\n"
+
+
+def test_an_isos_zero_system_area_is_a_hole_that_reads_back_as_zeros(tmp_path: Path):
+    from k8sseed.writers.iso import iso_bytes
+
+    iso = iso_bytes((("user-data", b"#cloud-config\n" * 3000), ("meta-data", b"instance-id: x\n")), 1_700_000_000)
+    assert iso[:32768] == bytes(32768)
+    target = tmp_path / "node.iso"
+    seed_files._write(target, iso, 1_700_000_000)
+    assert target.read_bytes() == iso
+    assert target.stat().st_size == len(iso) and target.stat().st_mtime == 1_700_000_000
+    assert target.stat().st_blocks * 512 < len(iso) - 32768 + 4096  # the 16 zero sectors take no disk blocks
+
+
+@pytest.mark.parametrize("data", [bytes(10000), bytes(8192), b"\0" * 4095 + b"x", bytes(4096) + b"x" * 5000, b"x"])
+def test_files_with_leading_zeros_keep_every_byte_and_their_size(tmp_path: Path, data: bytes):
+    target = tmp_path / "file"
+    seed_files._write(target, data, 1_700_000_000)
+    assert target.read_bytes() == data and target.stat().st_size == len(data)

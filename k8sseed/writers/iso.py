@@ -146,10 +146,18 @@ def iso_bytes(files: tuple[tuple[str, bytes], ...], epoch: int) -> bytes:
     if len(root_block) > SECTOR or len(joliet_block) > SECTOR:
         raise ValueError("too many seed files for a one-sector root directory")
 
-    image = bytearray(total * SECTOR)
+    # The pieces in sector order, joined once with the zeros between them (no image-sized buffer to fill and
+    # copy again: this runs once per node).
+    pieces: list[bytes] = []
+    end = 0
 
     def put(sector: int, data: bytes) -> None:
-        image[sector * SECTOR: sector * SECTOR + len(data)] = data
+        nonlocal end
+        start = sector * SECTOR
+        if start < end:
+            raise AssertionError(f"ISO layout: sector {sector} written out of order")
+        pieces.extend((bytes(start - end), data))
+        end = start + len(data)
 
     put(16, _volume_descriptor(False, total, _directory_record(_ROOT_SECTOR, SECTOR, date, True, b"\x00"),
                                _PATH_TABLES[0], _PATH_TABLES[1], epoch))
@@ -163,8 +171,10 @@ def iso_bytes(files: tuple[tuple[str, bytes], ...], epoch: int) -> bytes:
     put(_JOLIET_ROOT_SECTOR, joliet_block)
     put(_CE_SECTOR, er)
     for (_, content), extent in zip(ordered, extents, strict=True):
-        put(extent, content)
-    return bytes(image)
+        if content:
+            put(extent, content)
+    pieces.append(bytes(total * SECTOR - end))
+    return b"".join(pieces)
 
 
 def read_iso(data: bytes) -> tuple[str, dict[str, bytes]]:

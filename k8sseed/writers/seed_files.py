@@ -11,17 +11,36 @@ from k8sseed.seed import NodeSeed
 from k8sseed.writers.iso import iso_bytes
 from k8sseed.writers.writeback import start_writeback
 
+_BLOCK = 4096  # a file system block: a leading run of zero blocks is left as a hole
+_WRITEBACK_FROM = 16384  # smaller files (meta-data, network-config) are left to the final syncfs
 
-def _write(path: Path, data: bytes, epoch: int) -> None:
+
+_ZERO_BLOCK = bytes(_BLOCK)
+
+
+def _zero_prefix(view: memoryview) -> int:
+    """How many leading bytes are whole zero blocks (an ISO's 32 KiB system area): not written, the file reads
+    them back as zeros from a hole. Never the whole file: the block holding its last byte is always written."""
+    offset = 0
+    while offset + _BLOCK < len(view) and view[offset:offset + _BLOCK] == _ZERO_BLOCK:
+        offset += _BLOCK
+    return offset
+
+
+def _write(path: Path, data: bytes | bytearray, epoch: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         view = memoryview(data)
+        offset = _zero_prefix(view)
+        view = view[offset:]
         while view:
-            view = view[os.write(fd, view):]
-        start_writeback(fd)
+            written = os.pwrite(fd, view, offset)
+            view, offset = view[written:], offset + written
+        if len(data) >= _WRITEBACK_FROM:
+            start_writeback(fd)
+        os.utime(fd, (epoch, epoch))
     finally:
         os.close(fd)
-    os.utime(path, (epoch, epoch))
 
 
 def write_router_files(files: dict[str, str], out: Path, epoch: int) -> int:
