@@ -9,7 +9,7 @@ APT_PACKAGES = python3-venv python3-pip cloud-init shellcheck xorriso genisoimag
                dnsmasq-base chromium jq ignition
 # wrk: bench/serve_load.py's closed loop with a C load generator (skipped without it)
 BENCH_PACKAGES = wrk
-VM_PACKAGES  = qemu-system-x86 qemu-utils debootstrap e2fsprogs xorriso
+VM_PACKAGES  = qemu-system-x86 qemu-utils debootstrap e2fsprogs xorriso ipxe-qemu
 
 .PHONY: install demo test lint bench bench-serve e2e e2e-harness e2e-cluster e2e-etcd deps e2e-deps clean docs
 

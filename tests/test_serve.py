@@ -179,6 +179,14 @@ def test_ipxe_scripts(lab: Lab, server: Server):
     assert server.get("/ipxe/by-mac/52:54:00:99:99:99.ipxe")[0] == 404
 
 
+def test_ipxe_chains_with_the_mac_percent_encoded_as_real_ipxe_sends_it(lab: Lab, server: Server):
+    """iPXE expands ${net0/mac} into the URL's path and sends its colons as %3A (seen from Debian's ipxe-qemu
+    in the VM test): the same machine script, not a 404 that loops the rack in the entry script."""
+    mac = macs(lab.out)["cp-3"]
+    status, _, body = server.get(f"/ipxe/by-mac/{mac.replace(':', '%3A')}.ipxe")
+    assert status == 200 and body == server.get(f"/ipxe/by-mac/{mac}.ipxe")[2]
+
+
 def test_pxe_config_passes_dnsmasq_test(lab: Lab, tmp_path: Path):
     dnsmasq = require_tool("dnsmasq")
     result = run_cli("pxe-config", str(lab.out), "--server", "http://10.20.0.5:8080", "--tftp-root", str(tmp_path))

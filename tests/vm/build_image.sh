@@ -173,9 +173,14 @@ EOF
 
   # lean: no kernel modules for hardware a QEMU guest does not have (about 200 MB)
   for d in sound drivers/gpu drivers/media drivers/infiniband drivers/iio drivers/staging \
-           drivers/net/wireless drivers/net/ethernet drivers/bluetooth net/bluetooth net/mac80211 \
+           drivers/net/wireless drivers/bluetooth net/bluetooth net/mac80211 \
            net/wireless drivers/isdn drivers/comedi; do
     rm -rf "$ROOT"/usr/lib/modules/*/kernel/"$d"
+  done
+  # Ethernet drivers: only e1000, the NIC of the netboot test (QEMU's iPXE ROM for it runs under SeaBIOS)
+  for k in "$ROOT"/usr/lib/modules/*/kernel/drivers/net/ethernet; do
+    find "$k" -mindepth 1 -maxdepth 1 ! -name intel -exec rm -rf {} +
+    find "$k/intel" -mindepth 1 -maxdepth 1 ! -name e1000 -exec rm -rf {} +
   done
 
   # initramfs: only what is needed to mount an ext4 root on virtio-blk (small = fast under TCG)

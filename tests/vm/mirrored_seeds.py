@@ -21,12 +21,14 @@ MIRRORED = ("calico/v3.25.2/tigera-operator.yaml", "purelb/v0.16.6/crds.yaml", "
 
 
 def build_behind_mirror(work: Path, profile_name: str, mirrors: dict | None = None,
-                        served: dict[str, str] | None = None) -> tuple[dict, Path, Path]:
+                        served: dict[str, str] | None = None, sections: dict | None = None) -> tuple[dict, Path, Path]:
     """Build profiles/<profile_name> with a fresh secret into work/out; returns (profile, out, mirror dir).
 
-    `mirrors` adds to the profile's mirrors section; `served` replaces the content of some MIRRORED files.
+    `mirrors` adds to the profile's mirrors section; `served` replaces the content of some MIRRORED files;
+    `sections` sets top-level profile sections (e.g. seedServer).
     """
     profile = yaml.safe_load((REPO / "profiles" / profile_name).read_text())
+    profile.update(sections or {})
     profile["mirrors"].update({
         "calicoOperator": f"{MIRROR}/calico/v{{version}}/tigera-operator.yaml",
         "purelbCRDs": f"{MIRROR}/purelb/v{{version}}/crds.yaml",

@@ -47,6 +47,11 @@ HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "build_image.sh"
 QEMU = os.environ.get("K8SSEED_VM_QEMU", "qemu-system-x86_64")
 RESULTS_LABEL = "K8SRESULTS"
+# Debian's ipxe-qemu: iPXE as the option ROM of an emulated Intel NIC (legacy BIOS and EFI in one file). Not the
+# virtio NIC's: SeaBIOS 1.16 never runs efi-virtio.rom on q35's virtio-net (its option-ROM scan skips it; seen
+# with the isa-debugcon log), so the netbooting NIC is an e1000, which the guest kernel drives as well.
+IPXE_ROM = Path(os.environ.get("K8SSEED_VM_IPXE_ROM", "/usr/lib/ipxe/qemu/efi-e1000.rom"))
+NETBOOT_NIC = "e1000"
 RESULTS_DIR_IN_DISK = "k8sseed-results"
 DEFAULT_MEMORY_MB = 1200
 
@@ -399,6 +404,10 @@ class VM:
     netns: run QEMU inside this (test-made) network namespace (`ip netns exec NS qemu...`, which execs
     QEMU: the PID stays QEMU's), e.g. with netdev="tap,ifname=TAP,script=no,downscript=no" for a tap
     the test put on a bridge in that namespace.
+
+    netboot: no -kernel: the firmware boots from the first NIC (an e1000) with iPXE (IPXE_ROM), which takes its boot
+    file from DHCP (QEMU user networking: `bootfile=URL` in netdev). The kernel command line is then the iPXE
+    script's: kernel_arguments() is what it must carry for this harness (root disk, console, collection).
     """
 
     def __init__(self, image: Image | os.PathLike | str, seed_iso: os.PathLike | str | None,
@@ -408,7 +417,7 @@ class VM:
                  overlay: os.PathLike | str | None = None, collect: bool = True,
                  collect_timeout: int = 900, collect_grace: int = 30, poweroff: bool = True,
                  collect_extra: Sequence[str] = (), append: str = "", qemu_args: Sequence[str] = (),
-                 netdev: str = "user", netns: str | None = None):
+                 netdev: str = "user", netns: str | None = None, netboot: bool = False):
         self.image = _as_image(image)
         self.seed_iso = Path(seed_iso).resolve() if seed_iso else None
         self.mac = mac
@@ -429,6 +438,7 @@ class VM:
         self.qemu_args = list(qemu_args)
         self.netdev = netdev
         self.netns = netns
+        self.netboot = netboot
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"k8sseed-vm-{name}-")).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -475,11 +485,14 @@ class VM:
         for i, (mac, netdev) in enumerate(nics):
             if netdev.split(",")[0] == "user":   # never let a VM reach out
                 netdev = ",".join(o for o in netdev.split(",") if not o.startswith("restrict=")) + ",restrict=on"
+            model, rom = (NETBOOT_NIC, str(IPXE_ROM)) if self.netboot and i == 0 else ("virtio-net-pci", "")
             args += ["-netdev", f"{netdev},id=n{i}",
-                     "-device", f"virtio-net-pci,netdev=n{i},mac={mac},romfile="]
+                     "-device", f"{model},netdev=n{i},mac={mac},romfile={rom}"]
         return args
 
-    def command(self) -> list[str]:
+    def kernel_arguments(self) -> list[str]:
+        """The guest kernel's command line this harness boots with (collection and speed settings); a netboot
+        VM needs them in its iPXE script."""
         accel = self.accel or probe_accel(self.image)
         self.accel = accel
         append = ["root=/dev/vda", "rw", "console=ttyS0,115200", "panic=-1"]
@@ -492,6 +505,11 @@ class VM:
         if accel != "kvm":
             # emulated CPU: no speculative-execution hardening to pay for in every syscall (~8% of a TCG boot)
             append.append("mitigations=off")
+        return append
+
+    def command(self) -> list[str]:
+        append = self.kernel_arguments()
+        accel = self.accel
         if self.append:
             append.append(self.append)
         cmd = ["ip", "netns", "exec", self.netns] if self.netns else []
@@ -503,10 +521,14 @@ class VM:
             cmd += ["-accel", "tcg,thread=multi", "-cpu", "max"]
         cmd += ["-smp", str(self.smp), "-m", str(self.memory_mb),
                 "-display", "none", "-monitor", "none", "-serial", f"file:{self.console_path}",
-                "-no-reboot",
-                "-kernel", str(self.image.kernel), "-initrd", str(self.image.initrd),
-                "-append", " ".join(append),
-                "-drive", f"file={_drive_path(self.overlay)},if=none,id=root,format=qcow2",
+                "-no-reboot"]
+        if self.netboot:
+            if self.append:
+                raise VMError("netboot: the kernel command line is the iPXE script's; append cannot add to it")
+            cmd += ["-boot", "order=n"]
+        else:
+            cmd += ["-kernel", str(self.image.kernel), "-initrd", str(self.image.initrd), "-append", " ".join(append)]
+        cmd += ["-drive", f"file={_drive_path(self.overlay)},if=none,id=root,format=qcow2",
                 "-device", "virtio-blk-pci,drive=root",
                 "-drive", f"file={_drive_path(self.results_disk)},if=none,id=results,format=raw",
                 "-device", "virtio-blk-pci,drive=results",
