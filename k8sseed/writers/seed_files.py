@@ -27,7 +27,7 @@ def _zero_prefix(view: memoryview) -> int:
     return offset
 
 
-def _write(path: Path, data: bytes | bytearray, epoch: int) -> None:
+def _write(path: Path, data: bytes, epoch: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         view = memoryview(data)

@@ -1,7 +1,7 @@
 """A machine that boots from the network and gets its seed over HTTP from `k8sseed serve` instead of an ISO,
 and whose bootstrap phases show up in `k8sseed status`: what a PXE-booted rack does, firmware included.
 
-No seed ISO and no -kernel: the VM's NIC runs iPXE (Debian's ipxe-qemu, the ROM QEMU gives a virtio NIC),
+No seed ISO and no -kernel: the VM's NIC (an e1000) runs iPXE (Debian's ipxe-qemu option ROM, qemu.IPXE_ROM),
 which takes the server's entry script as its DHCP boot file (QEMU user networking's `bootfile=`), chains to
 the machine's own script by its MAC, fetches the kernel and initrd that script names and boots them with
 `ds=nocloud-net;s=http://10.20.0.5:8080/by-mac/<mac>/` and the node's network-config. QEMU user networking
