@@ -1,4 +1,4 @@
-"""Load benchmark for `k8sseed serve`: a rack powering on, in two load models.
+"""Load benchmark for `k8sseed serve`: a rack powering on, in three load models.
 
 Builds a profile of --clients nodes and starts `k8sseed serve` on loopback (a fresh server for each model),
 then prints requests/s, latency percentiles and errors for:
@@ -12,11 +12,14 @@ then prints requests/s, latency percentiles and errors for:
   less CPU than the Python clients, so the server gets most of the machine (see bench/wrk_stress.py).
 - rack: each node powers on at a random moment within --power-on-spread-ms, fetches its seed at once and
   reports its phases as they progress (--phase-ms MIN,MAX per phase), one request per connection, as the
-  node's cloud-init and k8sseed-report do (see bench/rack_model.py).
+  node's cloud-init and k8sseed-report do (see bench/rack_model.py). The same load against a server that does
+  nothing (bench/null_server.py) is printed beside it: what the Python load generator itself adds.
+- burst: every node asks for its seed file in the same instant, --clients connections at once, one request
+  each, with ab (Debian package `apache2-utils`, in C) as the load generator (see bench/ab_burst.py).
 
 Asserts nothing (figures vary with the machine). Goal on 2 cores: zero errors, p99 under 50 ms; each model
 says whether it met it. The load generator is Python on the same machine: it takes CPU from the server.
-Usage: python bench/serve_load.py [--model all|stress|wrk|rack] [--clients 500] [--rounds 1] [--think-ms 0]
+Usage: python bench/serve_load.py [--model all|stress|wrk|rack|burst] [--clients 500] [--rounds 1] [--think-ms 0]
        [--power-on-spread-ms 2000] [--phase-ms 200,2000] [--seed 1] [--keep-build DIR]
 """
 
@@ -40,6 +43,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ab_burst import SEED_FILES as BURST_FILES
+from ab_burst import run_ab
 from build_benchmark import profile_text
 from rack_model import peak_rate, run_rack
 from wrk_stress import run_wrk, write_request_files
@@ -50,7 +55,7 @@ from k8sseed.serve.reports import signed_body
 K8SSEED = str(Path(sys.executable).parent / "k8sseed")
 PHASES = ("prepare-os", "runtime", "kubernetes-packages", "load-balancer", "kubeadm")
 SEED_FILES = ("meta-data", "user-data", "vendor-data", "network-config")
-WRK_MAX_RATE = 25_000  # requests/s wrk's lists are sized for (no report sent twice below it)
+WRK_MAX_RATE = 60_000  # requests/s wrk's lists are sized for (no report sent twice below it; 2 cores: ~35 000)
 
 
 class Stats:
@@ -162,8 +167,8 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("all", "stress", "wrk", "rack"), default="all",
-                        help="all: stress, then wrk (if installed), then rack")
+    parser.add_argument("--model", choices=("all", "stress", "wrk", "rack", "burst"), default="all",
+                        help="all: stress, then wrk (if installed), then rack, then burst (if ab is installed)")
     parser.add_argument("--clients", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=1, help="stress: seed fetch + reports sequences per client")
     parser.add_argument("--think-ms", type=float, default=0, help="stress: pause before each status report")
@@ -236,6 +241,35 @@ def main() -> None:
             report_latency("  seed fetch latency ms", rack.latencies["seed"], None)
             report_latency("  status report latency ms", rack.latencies["report"], None)
             report_latency("  all requests latency ms", every, bool(rack.errors))
+            with serving(work, out, profile, secret, "null", null=True) as (port, pid):
+                floor, _ = asyncio.run(run_rack(port, nodes, key_of, args.power_on_spread_ms, phase_ms, args.seed))
+            report_latency("  the same load against a server that does nothing (the load generator's own floor): "
+                           "all requests latency ms", floor.latencies["seed"] + floor.latencies["report"], None)
+        if args.model in ("all", "burst"):
+            burst(args, work, out, profile, secret, nodes)
+
+
+def burst(args: argparse.Namespace, work: Path, out: Path, profile: Path, secret: Path, nodes: list[dict]) -> None:
+    """--clients connections in the same instant, one request each, per seed file: ab (C) as the generator."""
+    if shutil.which("ab") is None:
+        print("burst: ab is not installed (sudo apt-get install apache2-utils): skipped")
+        return
+    worker = next(n for n in nodes if n["role"] == "worker")
+    with serving(work, out, profile, secret, "burst") as (port, pid):
+        cpu = _cpu(pid)
+        runs = [(name, run_ab(f"http://127.0.0.1:{port}/by-mac/{worker['mac']}/{name}", args.clients))
+                for name in BURST_FILES]
+        cpu = _cpu(pid) - cpu
+    print(f"burst (ab, C): {args.clients} connections opened in the same instant, one request each, for each seed "
+          f"file in turn (all fetch {worker['name']}'s files by MAC); server CPU {cpu:.2f} s")
+    met = True
+    for name, figures in runs:
+        print(f"  {name:<15} requests {figures['complete']:.0f}  errors {figures['errors']:.0f}  "
+              f"{figures['rate']:.0f} requests/s  latency ms: p50 {figures.get('p50', float('nan')):.0f}  "
+              f"p90 {figures.get('p90', float('nan')):.0f}  p99 {figures.get('p99', float('nan')):.0f}  "
+              f"max {figures.get('p100', float('nan')):.0f}")
+        met = met and not figures["errors"] and figures.get("p99", float("inf")) < 50
+    print(f"  goal (zero errors, p99 < 50 ms): {'met' if met else 'NOT met'}")
 
 
 def wrk_stress(args: argparse.Namespace, work: Path, out: Path, profile: Path, secret: Path, nodes: list[dict],
@@ -282,14 +316,17 @@ def report_latency(title: str, seconds: list[float], errors: bool | None) -> Non
 
 
 @contextmanager
-def serving(work: Path, out: Path, profile: Path, secret: Path, name: str) -> Iterator[tuple[int, int]]:
-    """A fresh `k8sseed serve` (cold caches, empty status) on a free loopback port: (port, pid)."""
+def serving(work: Path, out: Path, profile: Path, secret: Path, name: str,
+            null: bool = False) -> Iterator[tuple[int, int]]:
+    """A fresh `k8sseed serve` (cold caches, empty status) on a free loopback port: (port, pid); with `null`,
+    bench/null_server.py instead."""
     log_path = work / f"serve-{name}.log"
     state = work / f"state-{name}"
     log = log_path.open("w")
-    server = subprocess.Popen([K8SSEED, "serve", str(out), "--profile", str(profile), "--secret", str(secret),
-                               "--listen", "127.0.0.1:0", "--state-dir", str(state)], stdout=log,
-                              stderr=subprocess.STDOUT)
+    command = [sys.executable, str(Path(__file__).resolve().parent / "null_server.py")] if null else [
+        K8SSEED, "serve", str(out), "--profile", str(profile), "--secret", str(secret), "--listen", "127.0.0.1:0",
+        "--state-dir", str(state)]
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120  # a loaded machine: imports alone can take tens of seconds
         while not (match := re.search(r"listening on http://127\.0\.0\.1:(\d+)/", log_path.read_text())):
@@ -297,7 +334,8 @@ def serving(work: Path, out: Path, profile: Path, secret: Path, name: str) -> It
                 sys.exit("k8sseed serve did not start:\n" + log_path.read_text())
             time.sleep(0.05)
         loop_kind = re.search(r"event loop (\S+)", log_path.read_text())
-        print(f"server ({name}): event loop {loop_kind.group(1) if loop_kind else '?'}")
+        if not null:
+            print(f"server ({name}): event loop {loop_kind.group(1) if loop_kind else '?'}")
         yield int(match.group(1)), server.pid
     finally:
         server.terminate()

@@ -567,11 +567,16 @@ def serve(out: Path, profile: Path, secret: Path | None, secret_cmd: str | None,
     except ServeError as exc:
         _fail(str(exc))
     uvloop = None
-    if os.environ.get("K8SSEED_EVENT_LOOP", "") != "asyncio":  # K8SSEED_EVENT_LOOP=asyncio: the standard loop
+    choice = os.environ.get("K8SSEED_EVENT_LOOP") or "asyncio"
+    if choice == "uvloop":
+        # Opt-in only: less CPU per request, but under a saturating load it left some connections waiting for
+        # seconds (p99 1.7-1.9 s where asyncio's loop gives 24-27 ms, docs/serve-load.md).
         try:
-            import uvloop  # optional (pip install uvloop): the same server on a faster event loop
+            import uvloop
         except ImportError:
-            uvloop = None
+            _fail("K8SSEED_EVENT_LOOP=uvloop: uvloop is not installed (pip install uvloop), or unset it")
+    elif choice != "asyncio":
+        _fail(f"K8SSEED_EVENT_LOOP={choice}: expected asyncio (the default) or uvloop")
     try:
         if uvloop is not None:
             uvloop.run(run(server))

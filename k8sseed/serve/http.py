@@ -35,6 +35,14 @@ class Request:
     headers: dict[str, str]  # lower-case names
     body: bytes
     client: str
+    version: str = "HTTP/1.1"
+
+    @property
+    def keep_alive(self) -> bool:
+        """HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 closes it unless told `keep-alive` (a
+        1.0 client such as ab or an older BMC waits for the close to know the answer has ended)."""
+        tokens = {t.strip().lower() for t in self.headers.get("connection", "").split(",")}
+        return "keep-alive" in tokens if self.version == "HTTP/1.0" else "close" not in tokens
 
 
 @dataclass
@@ -80,7 +88,7 @@ def parse_head(head: bytes, client: str) -> tuple[Request, int]:
     parts = lines[0].split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
         raise BadRequest(400, "malformed request line")
-    method, target, _ = parts
+    method, target, version = parts
     headers: dict[str, str] = {}
     for line in lines[1:]:
         if not line:
@@ -104,7 +112,7 @@ def parse_head(head: bytes, client: str) -> tuple[Request, int]:
         path = unquote(raw_path, errors="strict") if "%" in raw_path else raw_path
     except UnicodeDecodeError as exc:
         raise BadRequest(400, "bad percent-encoding") from exc
-    return Request(method, target, path, headers, b"", client), length
+    return Request(method, target, path, headers, b"", client, version), length
 
 
 def head_bytes(response: Response, keep_alive: bool) -> bytes:
@@ -199,8 +207,7 @@ class HttpConnection(asyncio.Protocol):
             del self.buffer[:end + 4 + length]
             self.continued = False
             response = self.handler(request)
-            keep_alive = request.headers.get("connection", "").lower() != "close"
-            self._respond(response, keep_alive, request.method == "HEAD")
+            self._respond(response, request.keep_alive, request.method == "HEAD")
 
     def _fail(self, status: int, reason: str, head: bytes) -> None:
         self.on_error(self.client, head.split(b"\r\n", 1)[0].decode("latin-1"), status, reason)

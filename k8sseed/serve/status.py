@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from k8sseed.serve.reports import FRESH_SECONDS, Report, ReportRefused
+from k8sseed.serve.reports import Report, ReportRefused
+from k8sseed.serve.seen_signatures import SeenSignatures
 
-STATUS_FILE = "status.json"
-PRUNE_AT = 100_000  # signatures kept before old ones are dropped early
+STATUS_FILE = "status.json"  # the board: one row per reporting node, rewritten whole (small)
 
 
 @dataclass
@@ -31,13 +31,11 @@ class StatusBoard:
     def __init__(self, state_dir: Path | None) -> None:
         self.path = state_dir / STATUS_FILE if state_dir else None
         self.nodes: dict[str, NodeStatus] = {}
-        # Signatures of the reports accepted within the freshness window, with their node time: a report
-        # seen once is a replay the second time, also across a server restart.
-        self.seen: dict[str, float] = {}
-        self.dirty = False
-        self._prune_at = PRUNE_AT
+        earlier: dict[str, float] = {}
         if self.path and self.path.is_file():
-            self.nodes, self.seen = load_status(self.path)
+            self.nodes, earlier = load_status(self.path)  # older state dirs kept the signatures here
+        self.seen = SeenSignatures(state_dir, earlier, now=clock.time())
+        self.dirty = False
 
     def accept(self, report: Report, signature: str, client: str, now: float | None = None) -> bool:
         """Records a verified report; False when it is older than what the board shows (it arrived late)."""
@@ -45,12 +43,7 @@ class StatusBoard:
         if signature in self.seen:
             raise ReportRefused(409, f"report from {report.node} ({report.phase} {report.state}) was already "
                                      "received: a replay")
-        if len(self.seen) > self._prune_at or (self.seen and next(iter(self.seen.values())) < now - FRESH_SECONDS):
-            self.seen = {s: t for s, t in self.seen.items() if t >= now - FRESH_SECONDS}
-            # A burst of more fresh reports than PRUNE_AT: prune again only once the set has doubled, so a
-            # report does not cost a pass over every signature of the window (amortised O(1) per report).
-            self._prune_at = max(PRUNE_AT, 2 * len(self.seen))
-        self.seen[signature] = report.time
+        self.seen.add(signature, report.time, now)
         self.dirty = True
         held = self.nodes.get(report.node)
         if held is not None and report.time <= held.reported:
@@ -75,15 +68,15 @@ class StatusBoard:
             out.append(row)
         return out
 
-    def save(self) -> None:
+    def save(self, now: float | None = None) -> None:
+        """Writes the board and the signatures accepted since the last save; it runs on the event loop."""
         if not self.path or not self.dirty:
             return
-        # It runs on the event loop, with a rack's report signatures in `seen`: one json.dumps call in compact
-        # form takes C's encoder (json.dump with indent takes the pure-Python one, ~20x slower: a loop stall).
-        data = {"nodes": [vars(s) for s in self.nodes.values()], "seen": self.seen}
-        text = json.dumps(data, separators=(",", ":"))
+        self.seen.save(clock.time() if now is None else now)
+        # One json.dumps call in compact form takes C's encoder (json.dump with indent takes the pure-Python one).
+        text = json.dumps({"nodes": [vars(s) for s in self.nodes.values()]}, separators=(",", ":"))
         fd, tmp = tempfile.mkstemp(prefix=".status-", dir=self.path.parent)
-        with os.fdopen(fd, "w") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, self.path)
         self.dirty = False
