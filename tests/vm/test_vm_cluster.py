@@ -88,7 +88,9 @@ EVENTS = {
     "cp_joined": r"K8SSEED-LOG: .*joined the cluster as control-plane-join",
 }
 CLOCK_SLACK = 1.0           # s: guest clocks start from the RTC's whole seconds; joins must not overlap beyond it
-STALE_HOP_LIMIT = 60.0      # s, asserted with BFD on the router sessions: killed cp-1 still a VIP next hop
+STALE_HOP_SLACK = 1.5       # s beyond the profile's BFD detection time (interval x multiplier): route polling
+#                             every 0.2 s, BIRD's kernel-table update and the moment QEMU really stopped
+WITHDRAW_GOAL = 3.0         # s: issue 7's goal for a powered-off control plane leaving the routers' ECMP set
 
 
 def _need(*tools: str) -> list[str]:
@@ -239,9 +241,12 @@ def cluster(vm_image, tmp_path_factory: pytest.TempPathFactory) -> dict:
     nodes = {n["name"]: n for n in profile["nodes"]}
     vip = profile["cluster"]["controlPlaneEndpoint"].rsplit(":", 1)[0]
     order = {n["name"]: n["bootstrapOrder"] for n in json.loads((out / "manifest.json").read_text())["nodes"]}
-    bfd = bool((profile.get("bgp") or {}).get("bfd"))
+    bgp = profile.get("bgp")
+    bfd = (bgp or {}).get("bfd") or {}
+    bfd_on = bgp is not None and bfd.get("enabled", True)  # the schema's defaults: on, 300 ms x 5
+    detection = bfd.get("intervalMilliseconds", 300) * bfd.get("multiplier", 5) / 1000
     return {"work": work, "out": out, "mirror": mirror, "nodes": nodes, "vip": vip, "image": vm_image,
-            "order": order, "bfd": bfd}
+            "order": order, "bfd": bfd_on, "stale_hop_limit": detection + STALE_HOP_SLACK if bfd_on else 60.0}
 
 
 def _etcd_client(work: Path, out: Path) -> list[str]:
@@ -492,18 +497,22 @@ def test_a_whole_cluster_coordinates_itself_with_no_controller(cluster):
         def withdrawn() -> float | None:
             return next((t for t, hops in list(monitor.routes) if t >= t_kill and cp1_ip not in hops), None)
 
-        watch_until = time.time() + STALE_HOP_LIMIT + 60
+        stale_limit = cluster["stale_hop_limit"]
+        watch_until = time.time() + stale_limit + 60
         while withdrawn() is None and time.time() < watch_until:
             time.sleep(0.5)
         gone = withdrawn()
         stale = (gone - t_kill) if gone is not None else float("inf")
         say(f"== the router kept the killed cp-1 ({cp1_ip}) as a VIP next hop for {stale:.1f}s after the kill "
-            f"(BFD {'on' if cluster['bfd'] else 'off'} in the profile; limit {STALE_HOP_LIMIT:.0f}s "
-            f"{'asserted' if cluster['bfd'] else 'asserted only with BFD'})")
+            f"(BFD {'on' if cluster['bfd'] else 'off'} in the profile; limit {stale_limit:.1f}s "
+            f"{'asserted' if cluster['bfd'] else 'asserted only with BFD'}; the {WITHDRAW_GOAL:.0f}s goal "
+            f"{'met' if stale <= WITHDRAW_GOAL else 'NOT met'})")
         say("  VIP next-hop history after the kill: " + ", ".join(
             f"{t - t_kill:.1f}s {sorted(h)}" for t, h in list(monitor.routes) if t >= t_kill - 1))
         if cluster["bfd"]:
-            assert stale <= STALE_HOP_LIMIT, f"the killed cp-1 stayed a VIP next hop for {stale:.1f}s"
+            assert stale <= stale_limit, (
+                f"the killed cp-1 stayed a VIP next hop for {stale:.1f}s, beyond its BFD detection time + "
+                f"{STALE_HOP_SLACK}s")
 
         second = wait_collected(["cp-1-again", WORKER], time.monotonic() + SPLIT_BRAIN_TIMEOUT)
         res = second["cp-1-again"]
