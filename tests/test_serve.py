@@ -118,6 +118,9 @@ def test_symbolic_links_are_never_followed(tmp_path: Path):
             assert b"OUTSIDE-SECRET" not in body
         assert server.get("/cp-1/user-data")[0] == 200
         assert "symbolic link" in server.log()
+        # read in advance at start: every seed file but the linked ones (cp-2's user-data, worker-1's three)
+        expected = 3 * len(manifest(lab.out)["nodes"]) - 1 - 3
+        assert f"; {expected} seed files, " in server.log(), server.log()
 
 
 def test_iso_range_requests(lab: Lab, server: Server):

@@ -50,6 +50,27 @@ def test_a_seed_file_is_read_once_per_build(tmp_path: Path, monkeypatch: pytest.
     assert generation.seed_bytes("cp-1", "meta-data") == b"meta-data: second\n"
 
 
+def test_every_seed_file_is_read_before_the_first_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    out = tmp_path / "out"
+    write_out(out, "first")
+    outside = tmp_path / "outside"
+    outside.write_text("OUTSIDE-SECRET\n")
+    (out / "cp-1" / "network-config").unlink()
+    (out / "cp-1" / "network-config").symlink_to(outside)
+    generation, _ = OutDir(out).current()
+    files, size = generation.preload()
+    assert (files, size) == (2, len(b"user-data: first\n") + len(b"meta-data: first\n")), "the symlink is skipped"
+    opened: list[str] = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda path, *a, **k: opened.append(str(path)) or real_open(path, *a, **k))
+    assert generation.seed_bytes("cp-1", "user-data") == b"user-data: first\n"
+    assert generation.seed_bytes("cp-1", "meta-data") == b"meta-data: first\n"
+    assert opened == [], "the first request is answered from memory"
+    with pytest.raises(SeedRefused) as refused:
+        generation.seed_bytes("cp-1", "network-config")
+    assert refused.value.status == 403 and opened, "what preloading skipped is still refused, on the request"
+
+
 def test_refusals_are_not_remembered(tmp_path: Path):
     out = tmp_path / "out"
     write_out(out, "first")

@@ -117,6 +117,7 @@ class SeedServer:
         self._index()
         self._check_profile_matches()
         self._check_secret_matches(fatal=True)
+        self.preloaded = self.generation.preload()
 
     # --- what the build and the profile say --------------------------------------------------------------
 
@@ -489,9 +490,11 @@ async def run(server: SeedServer, ready: Any = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     host = server.settings.host
     shown = f"[{host}]" if ":" in host else host
-    LOG.info("k8sseed serve: listening on http://%s:%d/ serving %s (%d nodes), allowed clients %s, state in %s, "
-             "event loop %s", shown, port, server.settings.out, len(server.generation.nodes),
-             ", ".join(str(n) for n in server.allowed), server.settings.state_dir, type(loop).__module__)
+    files, size = server.preloaded
+    LOG.info("k8sseed serve: listening on http://%s:%d/ serving %s (%d nodes; %d seed files, %.1f MiB, read in "
+             "advance), allowed clients %s, state in %s, event loop %s", shown, port, server.settings.out,
+             len(server.generation.nodes), files, size / 1048576, ", ".join(str(n) for n in server.allowed),
+             server.settings.state_dir, type(loop).__module__)
     if ready is not None:
         ready(port)
     async with listener:
