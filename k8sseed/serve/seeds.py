@@ -8,13 +8,14 @@ symbolic link is ever served.
 
 Seed files are small and asked for by every node at power-on: a generation keeps the bytes of each seed file
 it has read (up to CACHE_BYTES in all), so a repeated request costs no syscall; the server reads the files of
-the build it starts with before it listens (preload). The cache belongs to the
-generation: a swap opens a new generation with an empty cache, and since a build never changes a swapped-in
-OUT in place, the cached bytes are the files' bytes. Refusals are never cached (a request is refused again).
+the build it starts with before it listens (preload). The cache belongs to the generation: a swap opens a new
+generation with an empty cache, and since a build never changes a swapped-in OUT in place, the cached bytes
+are the files' bytes. Refusals are never cached (a request is refused again).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -136,12 +137,10 @@ class Generation:
         left out here and refused when asked for, as before. Returns (files, bytes) held."""
         for node in self.nodes:
             for filename in SEED_FILES:
-                if self._cached_bytes >= CACHE_BYTES:
-                    break
-                try:
+                if self._cached_bytes >= CACHE_BYTES:  # full: the rest is read on request, as before
+                    return len(self._contents), self._cached_bytes
+                with contextlib.suppress(SeedRefused):
                     self.seed_bytes(node, filename)
-                except SeedRefused:
-                    continue
         return len(self._contents), self._cached_bytes
 
     def open_iso(self, node: str) -> tuple[int, int]:

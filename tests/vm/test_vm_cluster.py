@@ -48,6 +48,8 @@ import qemu
 import yaml
 from mirrored_seeds import build_behind_mirror
 
+from k8sseed.profile.load import load_profile
+
 # ~40 min on 2 cores under TCG (5 guest bootstraps), more than CI's 90-minute run can hold beside the rest:
 # `make e2e-cluster` runs it.
 pytestmark = [pytest.mark.vm, pytest.mark.vm_cluster]
@@ -241,12 +243,11 @@ def cluster(vm_image, tmp_path_factory: pytest.TempPathFactory) -> dict:
     nodes = {n["name"]: n for n in profile["nodes"]}
     vip = profile["cluster"]["controlPlaneEndpoint"].rsplit(":", 1)[0]
     order = {n["name"]: n["bootstrapOrder"] for n in json.loads((out / "manifest.json").read_text())["nodes"]}
-    bgp = profile.get("bgp")
-    bfd = (bgp or {}).get("bfd") or {}
-    bfd_on = bgp is not None and bfd.get("enabled", True)  # the schema's defaults: on, 300 ms x 5
-    detection = bfd.get("intervalMilliseconds", 300) * bfd.get("multiplier", 5) / 1000
+    bgp = load_profile(work / "profile.yaml").profile.bgp  # the validated model: the schema's BFD defaults applied
+    bfd_on = bgp is not None and bgp.bfd.enabled
     return {"work": work, "out": out, "mirror": mirror, "nodes": nodes, "vip": vip, "image": vm_image,
-            "order": order, "bfd": bfd_on, "stale_hop_limit": detection + STALE_HOP_SLACK if bfd_on else 60.0}
+            "order": order, "bfd": bfd_on,
+            "stale_hop_limit": bgp.bfd.detection_ms / 1000 + STALE_HOP_SLACK if bfd_on else 60.0}
 
 
 def _etcd_client(work: Path, out: Path) -> list[str]:
