@@ -60,12 +60,12 @@ VERSION_TABLE: dict[tuple[int, int], MinorFacts] = {
         _row(28, "3.9", "0.3.16", "3.27.4", 15, final=True),
         _row(29, "3.9", "0.3.16", "3.27.4", 15, final=True),
         _row(30, "3.9", "0.3.16", "3.28.2", 14, final=True),
-        _row(31, "3.10", "0.4.0", "3.29.3", 14, final=True),
-        _row(32, "3.10", "0.4.0", "3.30.3", 11, final=False),
-        _row(33, "3.10", "0.4.0", "3.30.3", 11, final=False),
-        _row(34, "3.10.1", "0.4.0", "3.32.1", 9, final=False),
-        _row(35, "3.10.1", "0.4.0", "3.32.1", 8, final=False),
-        _row(36, "3.10.1", "0.4.0", "3.32.1", 5, final=False),
+        _row(31, "3.10", "0.4.3", "3.29.3", 14, final=True),
+        _row(32, "3.10", "0.4.3", "3.30.3", 11, final=False),
+        _row(33, "3.10", "0.4.3", "3.30.3", 11, final=False),
+        _row(34, "3.10.1", "0.4.3", "3.32.1", 9, final=False),
+        _row(35, "3.10.1", "0.4.3", "3.32.1", 8, final=False),
+        _row(36, "3.10.1", "0.4.3", "3.32.1", 5, final=False),
     )
 }
 
@@ -77,6 +77,55 @@ CRI_DOCKERD_RELEASES: tuple[str, ...] = (
     *(f"0.3.{p}" for p in range(0, 27) if p != 19),
     *(f"0.4.{p}" for p in range(0, 5)),
 )
+
+# Which Docker API each cri-dockerd release speaks, read in its source (libdocker/client.go and go.mod):
+# - it refuses a daemon older than MinimumDockerAPIVersion: 1.26 in 0.3.x (v0.3.14, v0.3.17 read); 1.42 in
+#   0.4.0 and 0.4.1 (Mirantis/cri-dockerd#346, "Bump up minimum Docker API to v1.42", v0.4.0 read); 1.26 again
+#   from 0.4.2 (v0.4.3 and v0.4.4 read).
+# - its Docker client library caps what it can negotiate: github.com/docker/docker v24 (API 1.43) up to 0.3.15
+#   (v0.3.14 read), v25 (API 1.44) from 0.3.16 (Mirantis/cri-dockerd#395: "updated to v25.x for the 0.3
+#   branch", before 0.3.16; v0.3.17 read). Docker 29 refuses clients older than API 1.44 ("client version 1.43
+#   is too old", docker/for-win#14997, which is cri-dockerd failing to start).
+CRI_DOCKERD_MIN_DOCKER_API_142 = ("0.4.0", "0.4.1")
+CRI_DOCKERD_CLIENT_API_144_SINCE = (0, 3, 16)
+
+# The Docker API each runtime source gives, as (major, minor): Debian 12's docker.io is 20.10.24 (API 1.41);
+# Ubuntu 22.04 and 24.04 ship docker.io 24 or newer (API 1.43 and up); Flatcar 3185.0.0, the oldest release
+# k8sseed takes, ships Docker 20.10 (API 1.41). Docker CE from Docker's repository is 29 today: it answers
+# API 1.44 at the oldest.
+DOCKER_API_OF_DISTRO = {"debian": (1, 41), "ubuntu": (1, 43), "flatcar": (1, 41)}
+DOCKER_CE_OLDEST_API_SINCE_MAJOR = 29
+
+
+def cri_dockerd_docker_problem(cri_dockerd: str, os_family: str, docker_source: str,
+                               docker_version: str | None) -> str | None:
+    """Why this cri-dockerd cannot talk to the Docker the nodes get, or None (then it starts)."""
+    if docker_source == "distro" or os_family == "flatcar":
+        api = DOCKER_API_OF_DISTRO.get(os_family)
+        if api and api < (1, 42) and cri_dockerd in CRI_DOCKERD_MIN_DOCKER_API_142:
+            docker = "Flatcar's Docker 20.10" if os_family == "flatcar" else "Debian 12's docker.io 20.10"
+            return (f"cri-dockerd {cri_dockerd} refuses a Docker API older than 1.42 (Mirantis/cri-dockerd#346) "
+                    f"and {docker} speaks API {api[0]}.{api[1]}, so the nodes would never get a container "
+                    "runtime: use cri-dockerd 0.4.2 or newer, or 0.3.x (or leave runtime.criDockerd.version out)")
+        return None
+    major = _docker_major(docker_version)
+    if (major is None or major >= DOCKER_CE_OLDEST_API_SINCE_MAJOR) \
+            and tuple(int(p) for p in cri_dockerd.split(".")) < CRI_DOCKERD_CLIENT_API_144_SINCE:
+        newest = "the newest Docker CE" if major is None else f"Docker CE {major}"
+        return (f"cri-dockerd {cri_dockerd} talks Docker API 1.43 at most, and {newest} refuses clients older "
+                "than API 1.44 (\"client version 1.43 is too old\", docker/for-win#14997), so the nodes would "
+                "never get a container runtime: use cri-dockerd 0.3.16 or newer, or pin runtime.docker.version "
+                "below 29")
+    return None
+
+
+def _docker_major(version: str | None) -> int | None:
+    """The Docker major of an apt version pin ('5:28.5.2-1~debian.12~bookworm', '28.5'), or None."""
+    if not version:
+        return None
+    match = re.match(r"(?:[0-9]+:)?([0-9]+)", version)
+    return int(match.group(1)) if match else None
+
 
 NFTABLES_SINCE = (1, 31)  # beta and on by default; alpha behind a feature gate in 1.29/1.30
 IPVS_DEPRECATED_SINCE = (1, 35)  # KEP-5495

@@ -16,6 +16,7 @@ from k8sseed.versions import (
     CRI_DOCKERD_RELEASES,
     VERSION_TABLE,
     canonical,
+    cri_dockerd_docker_problem,
     newest_known,
     patch_beyond_table,
     release_problem,
@@ -99,6 +100,30 @@ def test_the_reference_version_is_on_pkgs_k8s_io():
 def test_the_version_table_only_picks_known_cri_dockerd_releases():
     assert {f.cri_dockerd for f in VERSION_TABLE.values()} <= set(CRI_DOCKERD_RELEASES)
     assert "0.3.19" not in CRI_DOCKERD_RELEASES
+
+
+@pytest.mark.parametrize("family", ["debian", "ubuntu", "flatcar"])
+@pytest.mark.parametrize("source", ["distro", "docker-ce"])
+def test_the_version_table_picks_a_cri_dockerd_that_every_runtime_source_starts(family, source):
+    """Debian 12's docker.io 20.10 speaks API 1.41, which cri-dockerd 0.4.0 refuses; Docker CE 29 refuses the
+    API 1.43 client of cri-dockerd before 0.3.16. The table's choice must start against all of them."""
+    for facts in VERSION_TABLE.values():
+        assert cri_dockerd_docker_problem(facts.cri_dockerd, family, source, None) is None, facts.minor_text
+
+
+@pytest.mark.parametrize(("cri_dockerd", "family", "source", "docker", "refused"), [
+    ("0.4.0", "debian", "distro", None, True),
+    ("0.4.1", "flatcar", "distro", None, True),
+    ("0.4.0", "ubuntu", "distro", None, False),
+    ("0.4.2", "debian", "distro", None, False),
+    ("0.3.16", "debian", "distro", None, False),
+    ("0.3.15", "ubuntu", "docker-ce", None, True),
+    ("0.3.15", "ubuntu", "docker-ce", "5:28.5.2-1~ubuntu.24.04~noble", False),
+    ("0.3.15", "ubuntu", "docker-ce", "29.1", True),
+    ("0.3.16", "ubuntu", "docker-ce", None, False),
+])
+def test_cri_dockerd_and_docker_api_pairs(cri_dockerd, family, source, docker, refused):
+    assert (cri_dockerd_docker_problem(cri_dockerd, family, source, docker) is not None) is refused
 
 
 @pytest.mark.parametrize("version", ["0.3.99", "0.3.19", "0.5.0"])

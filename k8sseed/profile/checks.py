@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from k8sseed.errors import Finding, ProfileWarning
+from k8sseed.profile.schema_check import profile_schema
 from k8sseed.profile.source import Source
 from k8sseed.repository_keys import (
     DOCKER_KEY_FINGERPRINT,
@@ -29,6 +30,7 @@ from k8sseed.versions import (
     NFTABLES_SINCE,
     PURELB_V2_SINCE,
     canonical,
+    cri_dockerd_docker_problem,
     cri_dockerd_releases_text,
     facts_for,
     patch_beyond_table,
@@ -274,6 +276,30 @@ def check_version(src: Source) -> Iterator[Finding]:
         yield src.finding(("kubeProxy", "mode"),
                           f"kube-proxy nftables mode needs Kubernetes 1.31 or newer (it is alpha behind a feature "
                           f"gate before); use ipvs or iptables with {version}")
+
+
+def _schema_default(*keys: str) -> Any:
+    """The schema's default for a profile path, so that no check restates it."""
+    node: Any = profile_schema()
+    for key in keys:
+        node = node["properties"][key]
+    return node.get("default")
+
+
+def check_runtime_api(src: Source) -> Iterator[Finding]:
+    """cri-dockerd must speak an API the nodes' Docker answers, or no node ever gets a container runtime."""
+    version = _get(src.data, "cluster", "kubernetesVersion")
+    facts = facts_for(version) if isinstance(version, str) and canonical(version) else None
+    chosen = _get(src.data, "runtime", "criDockerd", "version")
+    cri_dockerd = chosen if isinstance(chosen, str) else (facts.cri_dockerd if facts else None)
+    if cri_dockerd not in CRI_DOCKERD_RELEASES:
+        return
+    family = _get(src.data, "os", "family") or _schema_default("os", "family")
+    source = _get(src.data, "runtime", "docker", "source") or _schema_default("runtime", "docker", "source")
+    problem = cri_dockerd_docker_problem(cri_dockerd, family, source, _get(src.data, "runtime", "docker", "version"))
+    if problem:
+        where = ("runtime", "criDockerd", "version") if isinstance(chosen, str) else ("cluster", "kubernetesVersion")
+        yield src.finding(where, problem)
 
 
 def _archs_in_use(src: Source) -> list[str]:
@@ -747,7 +773,8 @@ def check_bird_router_ids(src: Source) -> Iterator[Finding]:
 
 
 CHECKS: tuple[Check, ...] = (check_labels, check_unique, check_subnets, check_gateways, check_endpoint,
-                             check_control_planes, check_version, check_cri_dockerd, check_url_placeholders,
+                             check_control_planes, check_version, check_cri_dockerd, check_runtime_api,
+                             check_url_placeholders,
                              check_repository_keys, check_pki_dates, check_users, check_lb_mode, check_bgp,
                              check_bgp_gateway, check_purelb, check_external_ips, check_calico_version,
                              check_node_local, check_etcd_members, check_bird_router_ids, check_token_lifetime)
