@@ -31,7 +31,8 @@ def _row(minor: int, pause: str, cri_dockerd: str, calico: str, newest_patch: in
     return MinorFacts((1, minor), api, pause, cri_dockerd, calico, newest_patch, final)
 
 
-# pause = kubeadm's constants.PauseVersion for that minor; cri-dockerd picks the sandbox image,
+# pause = kubeadm's constants.PauseVersion for that minor (1.34.0, 1.35.4: 3.10.1; 1.36.1 and 1.36.5: 3.10.2,
+# read in cmd/kubeadm/app/constants/constants.go of those module releases); cri-dockerd picks the sandbox image,
 # so it is always passed explicitly. calico = a Calico release whose support matrix covers the minor
 # (installed with the Tigera operator).
 #
@@ -65,7 +66,7 @@ VERSION_TABLE: dict[tuple[int, int], MinorFacts] = {
         _row(33, "3.10", "0.4.3", "3.30.3", 11, final=False),
         _row(34, "3.10.1", "0.4.3", "3.32.1", 9, final=False),
         _row(35, "3.10.1", "0.4.3", "3.32.1", 8, final=False),
-        _row(36, "3.10.1", "0.4.3", "3.32.1", 5, final=False),
+        _row(36, "3.10.2", "0.4.3", "3.32.1", 5, final=False),
     )
 }
 
