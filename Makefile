@@ -11,7 +11,7 @@ APT_PACKAGES = python3-venv python3-pip cloud-init shellcheck xorriso genisoimag
 BENCH_PACKAGES = wrk apache2-utils
 VM_PACKAGES  = qemu-system-x86 qemu-utils debootstrap e2fsprogs xorriso ipxe-qemu
 
-.PHONY: install demo test lint bench bench-serve e2e e2e-harness e2e-cluster e2e-etcd deps e2e-deps clean docs
+.PHONY: real-k8s test-real install demo test lint bench bench-serve e2e e2e-harness e2e-cluster e2e-etcd deps e2e-deps clean docs
 
 $(BIN)/k8sseed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,7 @@ demo: install
 	$(BIN)/k8sseed inspect $(OUT)/reference/cp-1.iso
 
 test: install
-	$(BIN)/pytest -q -m "not vm"
+	$(BIN)/pytest -q -m "not vm and not realk8s"
 
 lint: install
 	$(BIN)/ruff check k8sseed tests bench
@@ -72,6 +72,17 @@ e2e-etcd: install
 e2e-harness: install
 	mkdir -p $(E2E_TMP)
 	$(BIN)/pytest -q -m vm_selftest --basetemp=$(E2E_TMP)/harness
+
+# Real Kubernetes (1.36.5 and 1.35.4), etcd, cri-dockerd, crictl and the CNI plugins, built from their Go modules
+# into $(REAL_CACHE) (never into the repository); the second run costs nothing. tests/realk8s/README.md.
+REAL_CACHE ?= /var/cache/k8sseed-real
+real-k8s:
+	K8SSEED_REAL_CACHE=$(REAL_CACHE) bash tests/realk8s/build.sh
+
+# The tests that run those binaries on this host (real kubeadm on every seed's config, cri-dockerd against
+# Debian's Docker in a namespace): a missing binary fails here instead of skipping.
+test-real: install
+	K8SSEED_REAL_CACHE=$(REAL_CACHE) K8SSEED_REQUIRE_REAL=1 $(BIN)/pytest -q -m realk8s
 
 clean:
 	rm -rf $(VENV) $(OUT) build *.egg-info .pytest_cache .ruff_cache

@@ -37,7 +37,7 @@ build_folder() {
     local dir="$1" name stamp out tools path version info commit date ldflags="-s -w"
     name="$(basename "$dir")"
     out="$cache/$name/bin"
-    stamp="$(cat "$dir/go.mod" "$dir/go.sum" "$0" | sha256sum | cut -c1-16)"
+    stamp="$(cat "$dir/go.mod" "$dir/go.sum" "$0" "$dir"/ldflags 2>/dev/null | sha256sum | cut -c1-16)"
     if [[ -f "$cache/$name/stamp" && "$(cat "$cache/$name/stamp")" == "$stamp" ]]; then
         echo "real-k8s: $name is built already ($out)"
         return
@@ -52,6 +52,8 @@ print("\n".join(t["Path"] for t in json.load(sys.stdin)["Tool"]))')
         date="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["Time"])' <<<"$info" 2>/dev/null || echo unknown)"
         ldflags+="$(version_ldflags "$version" "$commit" "$date")"
     fi
+    # A folder's own stamps (cri-dockerd, crictl and the CNI plugins print their version from these).
+    if [[ -f "$dir/ldflags" ]]; then ldflags+=" $(cat "$dir/ldflags")"; fi
     echo "real-k8s: $name: downloading the modules of $path $version"
     (cd "$dir" && go mod download)
     rm -rf "$out" && mkdir -p "$out"
