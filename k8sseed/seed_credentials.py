@@ -17,6 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from k8sseed.components.bootstrap import ENV_PATH
+
 _PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----", re.S)
 # kubeconfig and kubeadm fields that embed PEM as base64.
 _EMBEDDED = ("certificate-authority-data", "client-certificate-data", "client-key-data")
@@ -142,18 +144,26 @@ def _lifetime(ttl: Any, expires: Any) -> str:
     return f"ttl {text} after kubeadm init"
 
 
+def _env_value(env_text: str, name: str) -> str | None:
+    """A plain NAME=value line of the node's env file (values k8sseed writes there need no unquoting)."""
+    match = re.search(rf"^{name}=([^\s'\"$`]+)$", env_text, re.MULTILINE)
+    return match.group(1) if match else None
+
+
 def bootstrap_tokens(files: dict[str, str]) -> dict[str, Any]:
     """The tokens the seed creates (InitConfiguration: id and lifetime as the config says it) and the token it
     joins with (id only); the CA pins it trusts. Token secrets are never returned."""
     created, join_id, pins = [], None, []
+    # A window token's end is pinned by the bootstrap after init (kubeadm cannot take it from its config).
+    pinned_end = _env_value(files.get(ENV_PATH, ""), "K8SSEED_INIT_TOKEN_EXPIRES")
     for doc in _kubeadm_documents(files):
         if doc.get("kind") == "InitConfiguration":
             for token in doc.get("bootstrapTokens") or []:
                 if isinstance(token, dict):
                     created.append({"id": str(token.get("token", "")).split(".")[0],
                                     "ttl": None if token.get("ttl") is None else str(token.get("ttl")),
-                                    "expires": token.get("expires"),
-                                    "lifetime": _lifetime(token.get("ttl"), token.get("expires"))})
+                                    "expires": pinned_end or token.get("expires"),
+                                    "lifetime": _lifetime(token.get("ttl"), pinned_end or token.get("expires"))})
         elif doc.get("kind") == "JoinConfiguration":
             discovery = (doc.get("discovery") or {}).get("bootstrapToken") or {}
             if discovery.get("token"):

@@ -77,14 +77,28 @@ def cluster_configuration(plan: ClusterPlan) -> dict[str, Any]:
 
 
 def bootstrap_token(plan: ClusterPlan) -> dict[str, Any]:
-    """The token kubeadm init creates: the build window's, expiring at the end of the next window (an absolute
-    time, so that every seed of the build agrees on it), or the profile's single token with its ttl."""
+    """The token kubeadm init creates: the build window's, or the profile's single token with its ttl.
+
+    A window token must end at an absolute time every seed of the build agrees on, but a kubeadm config cannot
+    say so: kubeadm fills in the default ttl (24h) before it validates, then refuses `expires` beside it ("the
+    BootstrapToken .TTL and .Expires fields are mutually exclusive"; bootstraptoken/v1 SetDefaults_BootstrapToken
+    and ValidateBootstrapTokens, every release from 1.24 to 1.36). So init creates it with a ttl of two windows,
+    the longest a window token lives, and the bootstrap pins its end right after init (init_token_env)."""
     window = plan.window_token
-    lifetime = {"expires": window.expires_rfc3339} if window else {"ttl": plan.profile.cluster.bootstrap_token_ttl}
+    ttl = f"{2 * window.window // 3600}h" if window else plan.profile.cluster.bootstrap_token_ttl
     description = ("k8sseed join token of the build's time window, derived from the cluster secret" if window
                    else "k8sseed join token, derived from the cluster secret")
-    return {"token": plan.bootstrap_token, "description": description, **lifetime,
+    return {"token": plan.bootstrap_token, "description": description, "ttl": ttl,
             "usages": ["signing", "authentication"], "groups": [TOKEN_GROUP]}
+
+
+def init_token_env(plan: ClusterPlan) -> tuple[tuple[str, str], ...]:
+    """For the init node: the window token's id and the end the bootstrap gives it after kubeadm init."""
+    window = plan.window_token
+    if window is None:
+        return ()
+    return (("K8SSEED_INIT_TOKEN_ID", window.token.split(".")[0]),
+            ("K8SSEED_INIT_TOKEN_EXPIRES", window.expires_rfc3339))
 
 
 def init_configuration(plan: ClusterPlan, node: NodePlan) -> dict[str, Any]:

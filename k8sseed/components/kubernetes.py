@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from k8sseed.components import NodeFile, NodeFragment
-from k8sseed.components.kubeadm_config import init_documents, join_configuration
+from k8sseed.components.kubeadm_config import init_documents, init_token_env, join_configuration
 from k8sseed.plan import ClusterPlan, Duty, NodePlan
 from k8sseed.templating import render
 from k8sseed.yamltext import dump_all, dump_documents
@@ -78,6 +78,7 @@ def kubernetes_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
             ("K8SSEED_API_PORT", str(c.api_server_port)),
             ("K8SSEED_API_PROBES", plan.api_probe_targets() if node.duty is Duty.INIT else ()),
             ("K8SSEED_JOIN_TIMEOUT", str(c.join_timeout_seconds)),
+            *(init_token_env(plan) if node.duty is Duty.INIT else ()),
             *(flatcar_downloads(plan, node) if plan.flatcar else ()),
         ),
     )
