@@ -15,6 +15,7 @@ class MinorFacts:
     calico: str
     newest_patch: int  # the newest patch release k8sseed knows of (patches are contiguous from .0)
     final: bool  # True: the minor is end of life and newest_patch is its last release
+    min_external_etcd: str  # the oldest external etcd this minor's kubeadm init accepts (see below)
 
     @property
     def minor_text(self) -> str:
@@ -25,10 +26,11 @@ class MinorFacts:
         return f"{self.minor_text}.{self.newest_patch}"
 
 
-def _row(minor: int, pause: str, cri_dockerd: str, calico: str, newest_patch: int, final: bool) -> MinorFacts:
+def _row(minor: int, pause: str, cri_dockerd: str, calico: str, newest_patch: int, final: bool,
+         etcd: str) -> MinorFacts:
     # kubeadm v1beta3 up to 1.30, v1beta4 from 1.31 (v1beta3 removed in 1.36).
     api = "kubeadm.k8s.io/v1beta3" if minor <= 30 else "kubeadm.k8s.io/v1beta4"
-    return MinorFacts((1, minor), api, pause, cri_dockerd, calico, newest_patch, final)
+    return MinorFacts((1, minor), api, pause, cri_dockerd, calico, newest_patch, final, etcd)
 
 
 # pause = kubeadm's constants.PauseVersion for that minor (1.34.0, 1.35.4: 3.10.1; 1.36.1 and 1.36.5: 3.10.2,
@@ -48,25 +50,43 @@ def _row(minor: int, pause: str, cri_dockerd: str, calico: str, newest_patch: in
 #   1.33.11 (kubeadm ClusterConfiguration), 1.34.9 (image list), 1.35.8 (kubeadm constants.go quoted
 #   in a test fixture), 1.36.5 (kurl image list of registry.k8s.io/kube-apiserver:v1.36.5).
 #   A newer patch of these minors gets a warning, not an error: the table may simply be behind.
+#
+# etcd = kubeadm's MinExternalEtcdVersion (cmd/kubeadm/app/constants/constants.go): with an external etcd,
+# kubeadm init's preflight check ExternalEtcdVersion asks each endpoint's /version and fails with "this version
+# of kubeadm only supports external etcd version >= ..." on an older etcd; k8sseed ignores no preflight errors.
+# kubeadm writes it as an image tag ("3.5.24-0"), which semver puts just below the release 3.5.24, so the
+# release itself passes. It is raised in patch releases, so each row holds the newest patch's value, raised to
+# the whole minor where the patch that raised it is not pinned down (a newer etcd always passes the check):
+# - 1.24-1.27: 3.2.18, as in release-1.21 (read); these minors' own source is not read (the Go
+#   module proxy serves no k8s.io/kubernetes release older than v1.29.6). kubernetes/kubernetes#118733 ("make
+#   the minimum version for external etcd 3.4.13-4", milestone v1.28) raised it; no backport of it was found.
+# - 1.28-1.30: 3.4.13-4 (#118733; 1.28 not read; read in v1.29.6, v1.29.10, v1.29.15, v1.30.4 and v1.30.14).
+# - 1.31-1.36: 3.5.24-0, read in v1.31.14, v1.32.13, v1.33.6, v1.33.13, v1.34.2, v1.34.3, v1.34.4, v1.35.4,
+#   v1.36.1, v1.36.3 and v1.36.5. Earlier patches asked less (v1.31.0 and v1.32.2: 3.5.11-0; v1.34.0: 3.5.21-0)
+#   and the patches in between are not served by the proxy, so the whole minor gets 3.5.24. The rise is
+#   kubernetes/kubernetes#134779 (master, before 1.35.0) and its backports #134861 (release-1.34), #135018
+#   (1.33), #135019 (1.32) and #135020 (1.31), merged in November 2025 for etcd-io/etcd#20805: etcd 3.5.24
+#   fixes (etcd-io/etcd#20797) members that took a snapshot from a 3.5.19-or-older member and kept its wrong
+#   membership data, which fails the upgrade to etcd 3.6 (etcd.io/blog/2025/upgrade_from_3.5_to_3.6_issue_followup).
 # Every release from v1.24.0 on has packages on pkgs.k8s.io (kubernetes/website PR #44719: "Linux
 # packages for releases starting from Kubernetes v1.24.0 are available"; `apt-cache madison kubeadm`
 # on core:/stable:/v1.25/deb lists 1.25.0-2.1 and 1.25.1-1.1 ... 1.25.16-1.1, so 1.25.6 included).
 VERSION_TABLE: dict[tuple[int, int], MinorFacts] = {
     row.minor: row
     for row in (
-        _row(24, "3.7", "0.3.16", "3.25.2", 17, final=True),
-        _row(25, "3.8", "0.3.16", "3.25.2", 16, final=True),
-        _row(26, "3.9", "0.3.16", "3.26.4", 15, final=True),
-        _row(27, "3.9", "0.3.16", "3.26.4", 16, final=True),
-        _row(28, "3.9", "0.3.16", "3.27.4", 15, final=True),
-        _row(29, "3.9", "0.3.16", "3.27.4", 15, final=True),
-        _row(30, "3.9", "0.3.16", "3.28.2", 14, final=True),
-        _row(31, "3.10", "0.4.3", "3.29.3", 14, final=True),
-        _row(32, "3.10", "0.4.3", "3.30.3", 11, final=False),
-        _row(33, "3.10", "0.4.3", "3.30.3", 11, final=False),
-        _row(34, "3.10.1", "0.4.3", "3.32.1", 9, final=False),
-        _row(35, "3.10.1", "0.4.3", "3.32.1", 8, final=False),
-        _row(36, "3.10.2", "0.4.3", "3.32.1", 5, final=False),
+        _row(24, "3.7", "0.3.16", "3.25.2", 17, final=True, etcd="3.2.18"),
+        _row(25, "3.8", "0.3.16", "3.25.2", 16, final=True, etcd="3.2.18"),
+        _row(26, "3.9", "0.3.16", "3.26.4", 15, final=True, etcd="3.2.18"),
+        _row(27, "3.9", "0.3.16", "3.26.4", 16, final=True, etcd="3.2.18"),
+        _row(28, "3.9", "0.3.16", "3.27.4", 15, final=True, etcd="3.4.13"),
+        _row(29, "3.9", "0.3.16", "3.27.4", 15, final=True, etcd="3.4.13"),
+        _row(30, "3.9", "0.3.16", "3.28.2", 14, final=True, etcd="3.4.13"),
+        _row(31, "3.10", "0.4.3", "3.29.3", 14, final=True, etcd="3.5.24"),
+        _row(32, "3.10", "0.4.3", "3.30.3", 11, final=False, etcd="3.5.24"),
+        _row(33, "3.10", "0.4.3", "3.30.3", 11, final=False, etcd="3.5.24"),
+        _row(34, "3.10.1", "0.4.3", "3.32.1", 9, final=False, etcd="3.5.24"),
+        _row(35, "3.10.1", "0.4.3", "3.32.1", 8, final=False, etcd="3.5.24"),
+        _row(36, "3.10.2", "0.4.3", "3.32.1", 5, final=False, etcd="3.5.24"),
     )
 }
 
@@ -204,10 +224,20 @@ PURELB_V2_SINCE = (0, 15, 0)  # purelb.io/v2 API and the purelb-system namespace
 
 # etcd releases for the external-etcd topology: the release tarball's sha256 per arch
 # (etcd-v{version}-linux-{arch}.tar.gz from github.com/etcd-io/etcd/releases). Sums as listed in kubespray's
-# checksum table (roles/kubespray-defaults/defaults/main/checksums.yml, etcd_binary_checksums, at 011b76d5);
-# 3.5.6 cross-checked with a second, independent table. 3.5.x serves Kubernetes 1.24 to 1.36 (kubeadm's own
-# etcd image for those minors is a 3.5 release; 3.4 clients and servers speak the same v3 API).
+# checksum table: 3.5.24-3.5.27 from roles/kubespray_defaults/vars/main/checksums.yml, etcd_binary_checksums, at
+# 005bdce7f1867958838a2d0bb4f7e67893d98f64 (it lists no 3.6 release there); 3.5.6-3.5.12 from
+# roles/kubespray-defaults/defaults/main/checksums.yml at 011b76d5, the same sums as that later file; 3.5.6
+# cross-checked with a second, independent table. 3.5.x serves Kubernetes 1.24 to 1.36 (kubeadm's own etcd image
+# for those minors is a 3.5 or 3.6 release; 3.4 clients and servers speak the same v3 API).
 ETCD_RELEASES: dict[str, dict[str, str]] = {
+    "3.5.27": {"amd64": "0aad9a9e4e0817a021e933f9806a2b2960a62f949ad5a3d6436d8886945cb1bc",
+               "arm64": "1277309f540c5a0329c428f95455c9f76d24f768c8d28fd2753e891c379053fa"},
+    "3.5.26": {"amd64": "0a682a91201dc8351d507210bc30b021a11e254eab806f03224b51e8fad29abb",
+               "arm64": "93ac1667df0e178ea6d152476ce4088df4075604fe4bc7f85f4719e863cd030b"},
+    "3.5.25": {"amd64": "168af82b59772e1811a9af7b358d42f5c6df44e0d9767afb006ecf12c4bbd607",
+               "arm64": "419dce0b679df31cc45201ef2449b7a6a48e9d241af01741957c9ac86a35badc"},
+    "3.5.24": {"amd64": "042497e2ddcee06f22e5d486d81f58affa26b53ee423e2a6aaca3d3ea98c8191",
+               "arm64": "efc01f6b3fbef0f000cb53bcad4845c116d7fdd8769ca39d9c40d2fe4d2e509f"},
     "3.5.12": {"amd64": "f2ff0cb43ce119f55a85012255609b61c64263baea83aa7c8e6846c0938adca5",
                "arm64": "31f30c01918771ece28d6e553e0f33be9483ced989896ecf6bbe1edb07786141"},
     "3.5.11": {"amd64": "e256885e753dc99001335e099d3c2eb8cf21a865a087ee4d7e3665752ae5929a",
@@ -219,4 +249,30 @@ ETCD_RELEASES: dict[str, dict[str, str]] = {
     "3.5.6": {"amd64": "4db32e3bc06dd0999e2171f76a87c1cffed8369475ec7aa7abee9023635670fb",
               "arm64": "888e25c9c94702ac1254c7655709b44bb3711ebaabd3cb05439f3dd1f2b51a87"},
 }
-ETCD_DEFAULT = "3.5.12"
+# The newest 3.5 release with known sums: it passes every minor's kubeadm minimum (3.5.24 at most, above), and
+# etcd asks 3.5.26 or newer of a cluster before it moves to 3.6 (etcd.io/blog/2025/zombie_members_upgrade).
+ETCD_DEFAULT = "3.5.27"
+
+
+def etcd_version_tuple(text: str) -> tuple[int, ...]:
+    """'3.5.27' -> (3, 5, 27), for comparing etcd releases."""
+    return tuple(int(part) for part in text.split("."))
+
+
+def kubeadm_etcd_problem(kubernetes: str, etcd: str) -> str | None:
+    """Why kubeadm init of this Kubernetes release refuses this external etcd release, or None."""
+    facts = facts_for(kubernetes)
+    if facts is None or etcd_version_tuple(etcd) >= etcd_version_tuple(facts.min_external_etcd):
+        return None
+    fits = newest_minor_taking_etcd(etcd)
+    other_minor = f", or Kubernetes {fits.minor_text} or older" if fits else ""
+    return (f"etcd {etcd} is older than {facts.min_external_etcd}, the oldest external etcd that kubeadm "
+            f"{facts.minor_text} accepts (its preflight check ExternalEtcdVersion fails kubeadm init); use etcd "
+            f"{ETCD_DEFAULT} (the default: leave etcd.version out) or another release >= "
+            f"{facts.min_external_etcd}{other_minor}")
+
+
+def newest_minor_taking_etcd(etcd: str) -> MinorFacts | None:
+    """The newest minor whose kubeadm init takes this release as its external etcd (the minimums only rise)."""
+    fits = [f for f in VERSION_TABLE.values() if etcd_version_tuple(etcd) >= etcd_version_tuple(f.min_external_etcd)]
+    return max(fits, key=lambda f: f.minor, default=None)

@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from k8sseed.versions import ETCD_DEFAULT, ETCD_RELEASES, VERSION_TABLE, kubeadm_etcd_problem
+
 PROFILE = PROFILES / "external-etcd.yaml"
 ETCDS, CPS, WORKERS = ("etcd-1", "etcd-2", "etcd-3"), ("cp-1", "cp-2", "cp-3"), ("worker-1", "worker-2")
 
@@ -114,9 +116,9 @@ def test_etcd_nodes_run_etcd_only(out):
         k: v for k, v in config.items() if k != "initial-cluster-state"}
     assert (config["initial-cluster-state"], existing["initial-cluster-state"]) == ("new", "existing")
     env = files["/etc/k8sseed/node.env"]["content"]
-    assert ("K8SSEED_ETCD_URL=https://github.com/etcd-io/etcd/releases/download/v3.5.12/"
-            "etcd-v3.5.12-linux-amd64.tar.gz\n") in env
-    assert "K8SSEED_ETCD_SHA256=f2ff0cb43ce119f55a85012255609b61c64263baea83aa7c8e6846c0938adca5" in env
+    assert ("K8SSEED_ETCD_URL=https://github.com/etcd-io/etcd/releases/download/v3.5.27/"
+            "etcd-v3.5.27-linux-amd64.tar.gz\n") in env
+    assert "K8SSEED_ETCD_SHA256=0aad9a9e4e0817a021e933f9806a2b2960a62f949ad5a3d6436d8886945cb1bc" in env
 
 
 def test_the_etcd_unit_is_well_formed(out, tmp_path):
@@ -157,11 +159,40 @@ def test_one_etcd_node_builds_for_a_lab_with_a_warning_that_can_be_acknowledged(
 
 
 def test_an_etcd_version_without_known_sums_warns_and_nodes_refuse_an_unchecked_download(tmp_path):
-    path, secret = _variant(tmp_path, 3, version="3.4.23")
+    path, secret = _variant(tmp_path, 3, version="3.6.8")
     result = run_cli("build", str(path), "-o", str(tmp_path / "out"), "--secret", str(secret))
     assert result.returncode == 0, result.stderr
-    assert "warning[etcd-unverified]: etcd 3.4.23 is not in k8sseed's table" in result.stderr
+    assert "warning[etcd-unverified]: etcd 3.6.8 is not in k8sseed's table" in result.stderr
     files = _files(tmp_path / "out" / "etcd-1")
     assert "K8SSEED_ETCD_SHA256=''" in files["/etc/k8sseed/node.env"]["content"]
     assert 'if [[ -z $K8SSEED_ETCD_SHA256 ]]; then\n      die "no etcd' in \
         files["/usr/local/sbin/k8sseed-bootstrap"]["content"]
+
+
+def test_the_example_pins_an_etcd_its_kubeadm_takes():
+    profile = yaml.safe_load(PROFILE.read_text())
+    assert kubeadm_etcd_problem(profile["cluster"]["kubernetesVersion"], profile["etcd"]["version"]) is None
+
+
+def test_without_a_pin_etcd_nodes_get_the_default_which_every_kubeadm_takes_checked_against_its_sum(tmp_path):
+    profile = yaml.safe_load(PROFILE.read_text())
+    del profile["etcd"]
+    path = tmp_path / "default.yaml"
+    path.write_text(yaml.safe_dump(profile, sort_keys=False))
+    result = run_cli("build", str(path), "-o", str(tmp_path / "out"), "--secret", str(make_secret(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    env = _files(tmp_path / "out" / "etcd-1")["/etc/k8sseed/node.env"]["content"]
+    assert f"/v{ETCD_DEFAULT}/etcd-v{ETCD_DEFAULT}-linux-amd64.tar.gz\n" in env
+    assert f"K8SSEED_ETCD_SHA256={ETCD_RELEASES[ETCD_DEFAULT]['amd64']}\n" in env
+    assert all(kubeadm_etcd_problem(f.newest, ETCD_DEFAULT) is None for f in VERSION_TABLE.values())
+
+
+def test_a_pinned_etcd_older_than_kubeadms_minimum_is_refused_at_its_line(tmp_path):
+    path, secret = _variant(tmp_path, 3, version="3.5.12")
+    result = run_cli("build", str(path), "-o", str(tmp_path / "out"), "--secret", str(secret))
+    assert result.returncode == 2
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if text.strip() == "version: 3.5.12")
+    assert result.stderr.startswith(f"{path}:{line}:")
+    assert ": etcd.version: etcd 3.5.12 is older than 3.5.24, the oldest external etcd that kubeadm 1.33 " \
+           "accepts" in result.stderr
+    assert not (tmp_path / "out").exists()

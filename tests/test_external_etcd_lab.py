@@ -21,6 +21,8 @@ import yaml
 from netns_support import stop_process
 from test_bad_profiles import K8SSEED
 
+from k8sseed.versions import kubeadm_etcd_problem, newest_minor_taking_etcd
+
 REPO = Path(__file__).resolve().parent.parent
 ETCD = shutil.which("etcd")
 ETCDCTL = shutil.which("etcdctl")
@@ -36,12 +38,15 @@ def _etcd_version() -> str:
 
 
 def _lab_profile(base: str) -> dict:
-    """profiles/external-etcd.yaml on loopback addresses, pinned to the etcd installed here."""
+    """profiles/external-etcd.yaml on loopback addresses, pinned to the etcd installed here; its Kubernetes is the
+    newest whose kubeadm takes that etcd (Debian 12's 3.4.23: 1.30) if its own does not (no kubeadm runs here)."""
     profile = yaml.safe_load((REPO / "profiles" / "external-etcd.yaml").read_text())
     for node in profile["nodes"]:
         node["ip"] = base + node["ip"].split(".")[-1]
     profile["network"] = {"gateway": base + "1", "nameservers": [base + "1"]}
     profile["etcd"] = {"version": _etcd_version()}
+    if kubeadm_etcd_problem(profile["cluster"]["kubernetesVersion"], profile["etcd"]["version"]):
+        profile["cluster"]["kubernetesVersion"] = newest_minor_taking_etcd(profile["etcd"]["version"]).newest
     profile["acknowledge"] = ["token-never-expires", "etcd-unverified"]
     profile["cluster"]["joinTimeoutSeconds"] = 60
     return profile

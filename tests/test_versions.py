@@ -1,8 +1,10 @@
 """Versions a profile may ask for: Kubernetes patches that exist, cri-dockerd releases and their sums per arch,
-and warnings that have ids, can be acknowledged, and stay silent for the example profiles."""
+the external etcd each kubeadm accepts, and warnings that have ids, can be acknowledged, and stay silent for the
+example profiles."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -14,10 +16,15 @@ from k8sseed.errors import WARNING_IDS
 from k8sseed.profile.schema_check import profile_schema
 from k8sseed.versions import (
     CRI_DOCKERD_RELEASES,
+    ETCD_DEFAULT,
+    ETCD_RELEASES,
     VERSION_TABLE,
     canonical,
     cri_dockerd_docker_problem,
+    etcd_version_tuple,
+    kubeadm_etcd_problem,
     newest_known,
+    newest_minor_taking_etcd,
     patch_beyond_table,
     release_problem,
 )
@@ -49,6 +56,63 @@ def test_every_minor_from_1_24_to_1_36_knows_its_newest_patch():
     assert finals == {"1.24": "1.24.17", "1.25": "1.25.16", "1.26": "1.26.15", "1.27": "1.27.16",
                       "1.28": "1.28.15", "1.29": "1.29.15", "1.30": "1.30.14", "1.31": "1.31.14"}
     assert newest_known() == VERSION_TABLE[(1, 36)].newest
+
+
+# -- external etcd: kubeadm's minimum and k8sseed's default ---------------------------------------------
+
+def test_the_default_etcd_passes_every_minors_kubeadm_minimum():
+    for facts in VERSION_TABLE.values():
+        assert kubeadm_etcd_problem(facts.newest, ETCD_DEFAULT) is None, facts.minor_text
+        assert kubeadm_etcd_problem(f"{facts.minor_text}.0", ETCD_DEFAULT) is None, facts.minor_text
+
+
+def test_the_default_etcd_is_the_newest_3_5_release_with_sums_for_both_archs():
+    newest = max((v for v in ETCD_RELEASES if v.startswith("3.5.")), key=etcd_version_tuple)
+    assert newest == ETCD_DEFAULT
+    assert etcd_version_tuple(ETCD_DEFAULT) >= (3, 5, 26)  # etcd's only safe start for a later move to 3.6
+    for version, sums in ETCD_RELEASES.items():
+        assert set(sums) == {"amd64", "arm64"}, version
+        assert all(re.fullmatch(r"[0-9a-f]{64}", s) for s in sums.values()), version
+    assert len({s for sums in ETCD_RELEASES.values() for s in sums.values()}) == 2 * len(ETCD_RELEASES)
+
+
+def test_kubeadm_minimums_are_the_ones_read_in_its_constants_and_never_fall():
+    minimums = {f.minor_text: f.min_external_etcd for f in VERSION_TABLE.values()}
+    assert minimums == {**dict.fromkeys(("1.24", "1.25", "1.26", "1.27"), "3.2.18"),
+                        **dict.fromkeys(("1.28", "1.29", "1.30"), "3.4.13"),
+                        **{f"1.{m}": "3.5.24" for m in range(31, 37)}}
+    ordered = [etcd_version_tuple(f.min_external_etcd) for _, f in sorted(VERSION_TABLE.items())]
+    assert ordered == sorted(ordered)
+
+
+def _kubeadm_module_releases() -> list[Path]:
+    """kubeadm's constants.go of the k8s.io/kubernetes releases in the local Go module cache, if any."""
+    cache = Path(os.environ.get("GOMODCACHE") or Path.home() / "go" / "pkg" / "mod") / "k8s.io"
+    return sorted(cache.glob("kubernetes@v1.*/cmd/kubeadm/app/constants/constants.go"))
+
+
+@pytest.mark.skipif(not _kubeadm_module_releases(), reason="no k8s.io/kubernetes release in the Go module cache")
+def test_no_kubeadm_release_on_disk_asks_more_of_external_etcd_than_the_table():
+    for constants in _kubeadm_module_releases():
+        release = constants.parents[4].name.split("@v", 1)[1]
+        found = re.search(r'MinExternalEtcdVersion = "([0-9.]+)(?:-[0-9]+)?"', constants.read_text())
+        assert found, constants
+        facts = VERSION_TABLE.get(tuple(int(p) for p in release.split(".")[:2]))
+        if facts:
+            assert etcd_version_tuple(facts.min_external_etcd) >= etcd_version_tuple(found.group(1)), release
+
+
+def test_an_etcd_older_than_kubeadms_minimum_is_named_with_what_to_use_instead():
+    problem = kubeadm_etcd_problem("1.33.11", "3.5.12")
+    assert problem is not None
+    assert problem.startswith("etcd 3.5.12 is older than 3.5.24, the oldest external etcd that kubeadm 1.33 ")
+    assert f"use etcd {ETCD_DEFAULT}" in problem and "or Kubernetes 1.30 or older" in problem
+    assert kubeadm_etcd_problem("1.33.11", "3.5.24") is None
+    assert kubeadm_etcd_problem("1.33.11", "3.6.8") is None
+    assert kubeadm_etcd_problem("1.30.14", "3.4.23") is None  # Debian 12's etcd-server
+    assert kubeadm_etcd_problem("1.28.0", "3.4.12") is not None
+    assert newest_minor_taking_etcd("3.4.23").minor_text == "1.30"
+    assert newest_minor_taking_etcd("3.1.0") is None
 
 
 @pytest.mark.parametrize("version", ["1.25.0", "1.25.6", "1.25.16", "v1.25.6", "1.36.0", "1.36.5", "1.24.17"])

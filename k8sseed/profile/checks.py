@@ -33,6 +33,7 @@ from k8sseed.versions import (
     cri_dockerd_docker_problem,
     cri_dockerd_releases_text,
     facts_for,
+    kubeadm_etcd_problem,
     patch_beyond_table,
     release_problem,
 )
@@ -253,6 +254,23 @@ def check_etcd_members(src: Source) -> Iterator[Finding]:
             yield src.finding(("etcd", "sha256"),
                               f"no sum for {', '.join(missing)}, which etcd node(s) run: add "
                               f"{', '.join(f'{a}: <sha256 of the etcd {a} tarball>' for a in missing)}")
+
+
+_ETCD_RELEASE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
+
+
+def check_etcd_version(src: Source) -> Iterator[Finding]:
+    """external-etcd: an etcd.version the Kubernetes release's kubeadm init accepts (its ExternalEtcdVersion check)."""
+    if _get(src.data, "cluster", "topology") != "external-etcd":
+        return
+    etcd = _get(src.data, "etcd", "version")
+    kubernetes = _get(src.data, "cluster", "kubernetesVersion")
+    release = canonical(kubernetes) if isinstance(kubernetes, str) else None
+    if not isinstance(etcd, str) or not _ETCD_RELEASE.fullmatch(etcd) or release is None:
+        return  # no pin (the default passes every minor), or the schema and check_version report the shape
+    problem = kubeadm_etcd_problem(release, etcd)
+    if problem:
+        yield src.finding(("etcd", "version"), problem)
 
 
 def check_version(src: Source) -> Iterator[Finding]:
@@ -777,7 +795,8 @@ CHECKS: tuple[Check, ...] = (check_labels, check_unique, check_subnets, check_ga
                              check_url_placeholders,
                              check_repository_keys, check_pki_dates, check_users, check_lb_mode, check_bgp,
                              check_bgp_gateway, check_purelb, check_external_ips, check_calico_version,
-                             check_node_local, check_etcd_members, check_bird_router_ids, check_token_lifetime)
+                             check_node_local, check_etcd_members, check_etcd_version, check_bird_router_ids,
+                             check_token_lifetime)
 
 
 def semantic_findings(src: Source) -> list[Finding]:

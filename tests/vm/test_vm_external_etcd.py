@@ -4,7 +4,9 @@ the cluster by themselves, with nothing but the seeds.
 The VMs' NICs are taps on a bridge inside a network namespace this test creates (10.50.0.1/24 on the bridge,
 the profile's gateway); the test asks the cluster from there with etcdctl and a control plane's
 apiserver-etcd-client certificate from cp-1's seed. The image carries Debian's etcd-server (its own etcd.service
-masked), so the profile pins that version and the bootstrap uses the installed binary (no download).
+masked), so the profile pins that version and the bootstrap uses the installed binary (no download); the
+profile's Kubernetes becomes the newest whose kubeadm takes that etcd (Debian 12's 3.4.23: 1.30) if its own does
+not, as k8sseed refuses the pair otherwise (no kubeadm runs here).
 
 Steps: power on etcd-1..3 at once and time power-on -> `etcdctl endpoint health --cluster` healthy with 3
 members over TLS; kill etcd-3's VM (quorum kept: a write and a read through the other two); boot it again on
@@ -25,6 +27,8 @@ from pathlib import Path
 import pytest
 import qemu
 import yaml
+
+from k8sseed.versions import kubeadm_etcd_problem, newest_minor_taking_etcd
 
 pytestmark = [pytest.mark.vm, pytest.mark.vm_etcd]
 
@@ -90,6 +94,8 @@ def built(tmp_path_factory, vm_image) -> dict:
     work = tmp_path_factory.mktemp("vm-etcd")
     profile = yaml.safe_load((REPO / "profiles" / "external-etcd.yaml").read_text())
     profile["etcd"] = {"version": _image_etcd_version(qemu._as_image(vm_image))}
+    if kubeadm_etcd_problem(profile["cluster"]["kubernetesVersion"], profile["etcd"]["version"]):
+        profile["cluster"]["kubernetesVersion"] = newest_minor_taking_etcd(profile["etcd"]["version"]).newest
     profile["acknowledge"] = ["token-never-expires", "etcd-unverified"]
     profile["cluster"]["joinTimeoutSeconds"] = 1800
     path = work / "external-etcd.yaml"
