@@ -37,7 +37,8 @@ build_folder() {
     local dir="$1" name stamp out tools path version info commit date ldflags="-s -w"
     name="$(basename "$dir")"
     out="$cache/$name/bin"
-    stamp="$(cat "$dir/go.mod" "$dir/go.sum" "$0" "$dir"/ldflags 2>/dev/null | sha256sum | cut -c1-16)"
+    stamp="$(cat "$dir/go.mod" "$dir/go.sum" "$0" | sha256sum | cut -c1-16)"
+    if [[ -f "$dir/ldflags" ]]; then stamp="$(cat "$dir/ldflags" - <<<"$stamp" | sha256sum | cut -c1-16)"; fi
     if [[ -f "$cache/$name/stamp" && "$(cat "$cache/$name/stamp")" == "$stamp" ]]; then
         echo "real-k8s: $name is built already ($out)"
         return
