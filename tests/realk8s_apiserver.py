@@ -151,7 +151,8 @@ def control_plane(seed: Path, release: str, work: Path) -> Iterator[ControlPlane
         api_args = {
             # The node's address for the kubernetes Service's endpoint (loopback is refused there); nothing in the
             # lab connects to it: the API server listens on loopback only.
-            "advertise-address": init["localAPIEndpoint"]["advertiseAddress"], "bind-address": "127.0.0.1", "secure-port": str(api_port),
+            "advertise-address": init["localAPIEndpoint"]["advertiseAddress"], "bind-address": "127.0.0.1",
+            "secure-port": str(api_port),
             "etcd-servers": etcd_url, "etcd-cafile": str(pki / "etcd/ca.crt"),
             "etcd-certfile": str(pki / "apiserver-etcd-client.crt"),
             "etcd-keyfile": str(pki / "apiserver-etcd-client.key"),
