@@ -21,7 +21,12 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${K8SSEED_VM_CACHE:-/var/cache/k8sseed-vm}"
 MIRROR="${K8SSEED_VM_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
-IMAGE_SIZE="${K8SSEED_VM_IMAGE_SIZE:-4G}"
+# K8SSEED_VM_FLAVOUR=real: no stand-ins (kubeadm, kubelet, kubectl, cri-dockerd, calicoctl and their units): the
+# real ones arrive the way a site's mirror delivers them (make e2e-real). A bigger disk for images and etcd.
+FLAVOUR="${K8SSEED_VM_FLAVOUR:-standin}"
+case "$FLAVOUR" in standin) DEFAULT_SIZE=4G ;; real) DEFAULT_SIZE=10G ;;
+  *) echo "build_image.sh: K8SSEED_VM_FLAVOUR is standin or real, not '$FLAVOUR'" >&2; exit 2 ;; esac
+IMAGE_SIZE="${K8SSEED_VM_IMAGE_SIZE:-$DEFAULT_SIZE}"
 
 # Packages the node bootstrap installs (so its apt-get install succeeds offline), plus what the
 # image needs to boot and run cloud-init. Keep this list in sync with tests/vm/README.md.
@@ -42,6 +47,7 @@ compute_key() {
   (
     cd "$HERE"
     printf 'extra=%s\n' "${K8SSEED_VM_EXTRA_PACKAGES:-}"
+    if [ "$FLAVOUR" != standin ]; then printf 'flavour=%s\n' "$FLAVOUR"; fi
     find build_image.sh guest -type f | LC_ALL=C sort | while read -r f; do
       printf '%s %s\n' "$(sha256sum <"$f" | cut -d' ' -f1)" "$f"
       # the executable bit matters (git keeps only that; umask-dependent bits must not)
@@ -156,6 +162,11 @@ EOF
   chmod 755 "$ROOT/usr/bin/kubeadm" "$ROOT/usr/bin/kubelet" "$ROOT/usr/bin/kubectl" \
     "$ROOT/usr/local/bin/cri-dockerd" "$ROOT/usr/local/bin/calicoctl" "$ROOT/usr/local/sbin/k8sseed-test-collect" \
     "$ROOT/usr/local/sbin/k8sseed-test-console"
+  if [ "$FLAVOUR" = real ]; then
+    rm -rf "$ROOT/usr/bin/kubeadm" "$ROOT/usr/bin/kubelet" "$ROOT/usr/bin/kubectl" "$ROOT/usr/local/bin/cri-dockerd" \
+      "$ROOT/usr/local/bin/calicoctl" "$ROOT/usr/lib/k8sseed-standin" "$ROOT/etc/k8sseed-standin" \
+      "$ROOT/etc/systemd/system/kubelet.service" "$ROOT/etc/systemd/system/kubelet.service.d"
+  fi
 
   cat >"$ROOT/etc/fstab" <<'EOF'
 /dev/vda  /  ext4  rw,errors=remount-ro  0  1
@@ -246,7 +257,7 @@ BUILD_SECONDS=$((END - START))
 EOF
   rm -rf "$OUT"
   mv "$WORK/out" "$OUT"
-  ln -sfn "$KEY" "$CACHE/current"
+  if [ "$FLAVOUR" = standin ]; then ln -sfn "$KEY" "$CACHE/current"; else ln -sfn "$KEY" "$CACHE/current-$FLAVOUR"; fi
   log "built $OUT in $((END - START)) s"
 fi
 
@@ -254,6 +265,8 @@ if [ "${1:-}" = --prune ]; then
   for d in "$CACHE"/*/; do
     d="${d%/}"; b="$(basename "$d")"
     [ "$b" = "$KEY" ] || [ "$b" = debs ] || [ -L "$d" ] && continue
+    # the other flavour's newest image stays
+    for link in "$CACHE"/current*; do [ "$(readlink "$link")" = "$b" ] && continue 2; done
     rm -rf "$d"
   done
 fi
