@@ -1,4 +1,4 @@
-"""Phase 2, runtime: Docker with the systemd cgroup driver, and cri-dockerd pinned."""
+"""Phase 2, runtime: Docker with the systemd cgroup driver, cri-dockerd pinned, the private registry's CA trusted."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from k8sseed.components import NodeFile, NodeFragment
 from k8sseed.plan import ClusterPlan, NodePlan
+from k8sseed.registry_trust import SYSTEM_CA_PATHS, docker_ca_path
 from k8sseed.templating import render
 
 DOCKER_DAEMON = {
@@ -25,6 +26,16 @@ def docker_daemon_config(plan: ClusterPlan) -> dict[str, Any]:
     return config
 
 
+def registry_ca_files(plan: ClusterPlan) -> tuple[NodeFile, ...]:
+    """mirrors.registryCA for Docker (per mirror registry) and for the system trust store (curl, apt)."""
+    mirrors = plan.profile.mirrors
+    if not mirrors.registry_ca:
+        return ()
+    pem = mirrors.registry_ca.strip() + "\n"
+    return (*(NodeFile(docker_ca_path(host), pem) for host in mirrors.registry_hosts),
+            NodeFile(SYSTEM_CA_PATHS[plan.profile.os_family], pem))
+
+
 def runtime_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
     p = plan.profile
     return NodeFragment(
@@ -34,8 +45,11 @@ def runtime_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
             NodeFile("/etc/systemd/system/cri-docker.service",
                      render("cri-docker.service.j2", pause_image=plan.pause_image, bin_dir=plan.bin_dir)),
             NodeFile("/etc/systemd/system/cri-docker.socket", render("cri-docker.socket.j2")),
+            *registry_ca_files(plan),
         ),
         env=(
+            # The bootstrap runs update-ca-certificates before its first download when this is set.
+            ("K8SSEED_REGISTRY_CA", SYSTEM_CA_PATHS[p.os_family] if p.mirrors.registry_ca else ""),
             ("K8SSEED_DOCKER_SOURCE", p.docker_source),
             ("K8SSEED_DOCKER_VERSION", p.docker_version or ""),
             ("K8SSEED_DOCKER_REPO", plan.docker_repo_url),
