@@ -3,6 +3,10 @@
 Docker reads a registry's CAs from /etc/docker/certs.d/<host[:port]>/ca.crt (on top of the system pool, at each
 pull: no restart); curl, apt and everything else read the system trust store, which update-ca-certificates
 builds (Debian and Ubuntu from /usr/local/share/ca-certificates/*.crt, Flatcar from /etc/ssl/certs/*.pem).
+Sources: Docker's docs "Verify repository client with certificates" (certs.d/<host:port>/ca.crt, a CA for the
+registry at that host and port); Flatcar's docs setup/security/adding-certificate-authorities.md ("Copy the
+PEM-encoded certificate authority file (usually with a .pem file name extension) to /etc/ssl/certs", then run
+update-ca-certificates); Debian's update-ca-certificates(8) (*.crt under /usr/local/share/ca-certificates).
 """
 
 from __future__ import annotations
