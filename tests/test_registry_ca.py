@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PROFILES, make_secret, run_cli
+from conftest import PROFILES, make_secret, require_tool, run_cli
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -97,10 +98,16 @@ def test_flatcar_ignition_carries_the_ca_too(tmp_path, ca_pem):
     out = _build(tmp_path, PROFILES / "flatcar.yaml", {**MIRRORS, "imageRegistries": {}, "registryCA": ca_pem})
     certs_d = [p for p in CERTS_D if "quay-mirror" not in p]
     checked = 0
+    validate = require_tool("ignition-validate")
     for config in sorted(out.glob("*.ign")):
+        result = subprocess.run([validate, str(config)], capture_output=True, text=True)
+        assert result.returncode == 0 and not result.stdout + result.stderr, result.stdout + result.stderr
+        ignition = json.loads(config.read_text())
+        # Ignition's own fetches (sysext images from the site's mirror) trust the CA as well.
+        assert [decode_data_url(ca["source"]).decode("utf-8")
+                for ca in ignition["ignition"]["security"]["tls"]["certificateAuthorities"]] == [ca_pem]
         files = {f["path"]: decode_data_url(f["contents"]["source"]).decode("utf-8")
-                 for f in json.loads(config.read_text())["storage"]["files"]
-                 if f["contents"]["source"].startswith("data:")}
+                 for f in ignition["storage"]["files"] if f["contents"]["source"].startswith("data:")}
         if "/etc/k8sseed/etcd.env" in files:
             continue
         assert sorted(p for p in files if p.startswith("/etc/docker/certs.d/")) == certs_d

@@ -58,4 +58,6 @@ def runtime_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
             ("K8SSEED_CRI_DOCKERD_SHA256", p.cri_dockerd_sha256_for(node.node.arch) or ""),
             ("K8SSEED_PAUSE_IMAGE", plan.pause_image),
         ),
+        # Flatcar: Ignition fetches the sysext images before any file lands, from the site's mirror perhaps.
+        trusted_cas=(p.mirrors.registry_ca.strip() + "\n",) if p.mirrors.registry_ca else (),
     )
