@@ -121,3 +121,17 @@ def test_flatcar_ignition_carries_the_ca_too(tmp_path, ca_pem):
 def test_a_ca_bundle_passes_and_a_server_certificate_in_it_does_not(ca_pem):
     assert ca_problem(ca_pem + _certificate(ca=True)) is None
     assert "is not a CA certificate" in ca_problem(ca_pem + _certificate(ca=False))
+
+
+def test_external_etcd_members_trust_it_for_their_etcd_download(tmp_path, ca_pem):
+    out = _build(tmp_path, PROFILES / "external-etcd.yaml",
+                 {"etcd": "https://artifacts.example.com/etcd/v{version}/etcd-v{version}-linux-{arch}.tar.gz",
+                  "registryCA": ca_pem})
+    files = _written(out, "etcd-1")
+    assert files["/usr/local/share/ca-certificates/k8sseed-registry.crt"] == ca_pem
+    assert not [p for p in files if p.startswith("/etc/docker/")]  # no Docker on an etcd member
+    script = files["/usr/local/sbin/k8sseed-bootstrap"]
+    install = script[script.index("phase_etcd_install() {"):]
+    assert install.index("trust_registry_ca") < install.index("fetch ")
+    # An https download mirror alone is reason enough for the CA: no registry host, no certs.d.
+    assert _written(out, "cp-1")["/usr/local/share/ca-certificates/k8sseed-registry.crt"] == ca_pem

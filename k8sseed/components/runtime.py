@@ -26,14 +26,22 @@ def docker_daemon_config(plan: ClusterPlan) -> dict[str, Any]:
     return config
 
 
-def registry_ca_files(plan: ClusterPlan) -> tuple[NodeFile, ...]:
-    """mirrors.registryCA for Docker (per mirror registry) and for the system trust store (curl, apt)."""
+def registry_trust_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
+    """mirrors.registryCA in the system trust store, for curl and apt (the bootstrap runs update-ca-certificates
+    before its first download) and for Ignition's own fetches on Flatcar: every node, external etcd members too."""
+    mirrors, path = plan.profile.mirrors, SYSTEM_CA_PATHS[plan.profile.os_family]
+    if not mirrors.registry_ca:
+        return NodeFragment(env=(("K8SSEED_REGISTRY_CA", ""),))
+    pem = mirrors.registry_ca.strip() + "\n"
+    return NodeFragment(files=(NodeFile(path, pem),), env=(("K8SSEED_REGISTRY_CA", path),), trusted_cas=(pem,))
+
+
+def docker_registry_ca_files(plan: ClusterPlan) -> tuple[NodeFile, ...]:
+    """mirrors.registryCA for Docker, once per registry the nodes pull from through a mirror setting."""
     mirrors = plan.profile.mirrors
     if not mirrors.registry_ca:
         return ()
-    pem = mirrors.registry_ca.strip() + "\n"
-    return (*(NodeFile(docker_ca_path(host), pem) for host in mirrors.registry_hosts),
-            NodeFile(SYSTEM_CA_PATHS[plan.profile.os_family], pem))
+    return tuple(NodeFile(docker_ca_path(host), mirrors.registry_ca.strip() + "\n") for host in mirrors.registry_hosts)
 
 
 def runtime_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
@@ -45,11 +53,9 @@ def runtime_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
             NodeFile("/etc/systemd/system/cri-docker.service",
                      render("cri-docker.service.j2", pause_image=plan.pause_image, bin_dir=plan.bin_dir)),
             NodeFile("/etc/systemd/system/cri-docker.socket", render("cri-docker.socket.j2")),
-            *registry_ca_files(plan),
+            *docker_registry_ca_files(plan),
         ),
         env=(
-            # The bootstrap runs update-ca-certificates before its first download when this is set.
-            ("K8SSEED_REGISTRY_CA", SYSTEM_CA_PATHS[p.os_family] if p.mirrors.registry_ca else ""),
             ("K8SSEED_DOCKER_SOURCE", p.docker_source),
             ("K8SSEED_DOCKER_VERSION", p.docker_version or ""),
             ("K8SSEED_DOCKER_REPO", plan.docker_repo_url),
@@ -58,6 +64,4 @@ def runtime_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
             ("K8SSEED_CRI_DOCKERD_SHA256", p.cri_dockerd_sha256_for(node.node.arch) or ""),
             ("K8SSEED_PAUSE_IMAGE", plan.pause_image),
         ),
-        # Flatcar: Ignition fetches the sysext images before any file lands, from the site's mirror perhaps.
-        trusted_cas=(p.mirrors.registry_ca.strip() + "\n",) if p.mirrors.registry_ca else (),
     )

@@ -414,12 +414,17 @@ def check_registry_ca(src: Source) -> Iterator[Finding]:
         return
     prefixes = mirrors.get("imageRegistries") if isinstance(mirrors.get("imageRegistries"), dict) else {}
     hubs = mirrors.get("dockerHubMirrors") if isinstance(mirrors.get("dockerHubMirrors"), list) else []
-    if not mirror_registry_hosts(mirrors.get("imageRepository"), mirrors.get("calicoRegistry"),
-                                 [p for p in prefixes.values() if isinstance(p, str)],
-                                 [h for h in hubs if isinstance(h, str)]):
+    defaults = {k: v.get("default") for k, v in profile_schema()["properties"]["mirrors"]["properties"].items()}
+    # https downloads from the site (packages, tarballs, manifests) trust it through the system trust store.
+    site_urls = [key for key, value in mirrors.items()
+                 if isinstance(value, str) and value.startswith("https://") and value != defaults.get(key)]
+    if not site_urls and not mirror_registry_hosts(mirrors.get("imageRepository"), mirrors.get("calicoRegistry"),
+                                                   [p for p in prefixes.values() if isinstance(p, str)],
+                                                   [h for h in hubs if isinstance(h, str)]):
         yield src.finding(("mirrors", "registryCA"),
-                          "no mirror names a registry to trust this CA for: set mirrors.imageRepository, "
-                          "calicoRegistry, imageRegistries or an https dockerHubMirrors entry to your registry")
+                          "no mirror setting points at the site, so nothing would use this CA: set "
+                          "mirrors.imageRepository, calicoRegistry, imageRegistries or an https dockerHubMirrors "
+                          "entry to your registry (or an https package or download mirror)")
 
 
 def check_pki_dates(src: Source) -> Iterator[Finding]:
