@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
-from conftest import PROFILES, REPO, run_cli
+from conftest import NOCLOUD_PROFILES, PROFILES, REPO, make_secret, run_cli
+from realk8s_support import KUBERNETES_RELEASES, kubeadm
 
 REFERENCE = PROFILES / "reference.yaml"
 
@@ -163,3 +166,35 @@ def test_etcd_and_coredns_follow_the_patch_release():
     assert [facts_for(f"1.25.{p}").etcd_image_for(p) for p in (3, 4, 6, 16)] == \
         ["3.5.4-0", "3.5.5-0", "3.5.6-0", "3.5.9-0"]
     assert [facts_for(f"1.30.{p}").coredns_for(p) for p in (4, 5)] == ["v1.11.1", "v1.11.3"]
+
+
+REAL_CASES = [(release, profile) for release in KUBERNETES_RELEASES for profile in NOCLOUD_PROFILES]
+
+
+@pytest.mark.realk8s
+@pytest.mark.parametrize(("release", "profile"), REAL_CASES, ids=[f"{r}-{p.stem}" for r, p in REAL_CASES])
+def test_real_kubeadm_pulls_what_the_list_says(release: str, profile: Path, tmp_path: Path):
+    """`kubeadm config images list` on the init node's own configuration (imageRepository, external etcd) gives
+    the mirrored kubeadm images of `k8sseed images`, in kubeadm's order."""
+    binary = kubeadm(release)
+    data = yaml.safe_load(profile.read_text())
+    data["cluster"]["kubernetesVersion"] = release
+    edited = tmp_path / profile.name
+    edited.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = tmp_path / "out"
+    extra = ["--format", "all"] if data["os"].get("family") == "flatcar" else []
+    built = run_cli("build", str(edited), "-o", str(out), "--secret", str(make_secret(tmp_path)), *extra)
+    assert built.returncode == 0, built.stderr
+    init = next(d for d in sorted(out.iterdir()) if (d / "user-data").is_file()
+                and "/etc/k8sseed/kubeadm-init.yaml" in (d / "user-data").read_text())
+    config = tmp_path / "kubeadm-init.yaml"
+    config.write_text(next(f["content"] for f in yaml.safe_load((init / "user-data").read_text())["write_files"]
+                           if f["path"] == "/etc/k8sseed/kubeadm-init.yaml"))
+    real = subprocess.run([str(binary), "config", "images", "list", "--config", str(config)],
+                          capture_output=True, text=True)
+    assert real.returncode == 0, real.stderr
+    listed = _images(edited, "--mirrored")
+    expected = real.stdout.split()
+    assert listed[:len(expected)] == expected
+    kubeadms = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "etcd", "coredns", "pause")
+    assert not [image for image in listed[len(expected):] if image.rsplit("/", 1)[-1].split(":")[0] in kubeadms]
