@@ -1,4 +1,5 @@
-"""The k8sseed command line: init, validate, build, render, inspect, serve, status, rearm, pxe-config, attach."""
+"""The k8sseed command line: init, validate, images, build, render, inspect, serve, status, rearm, pxe-config,
+attach."""
 
 from __future__ import annotations
 
@@ -170,6 +171,40 @@ def validate(profile: Path) -> None:
     if installed:  # k8sseed-autoinstall
         click.echo(f"note: {', '.join(installed)}: installed by the Ubuntu installer that `k8sseed serve` PXE-boots "
                    "(seedServer.autoinstall), which hands the installed system its seed")
+
+
+@cli.command()
+@click.argument("profile", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--mirrored", is_flag=True, help="Print only the names the nodes pull (through the mirrors).")
+@click.option("--upstream", is_flag=True, help="Print only the upstream names (what to copy into the mirrors).")
+def images(profile: Path, mirrored: bool, upstream: bool) -> None:
+    """Print every container image PROFILE's nodes pull: upstream name, a tab, the name the nodes pull.
+
+    \b
+    Feed a site's registry before an air-gapped install, e.g.:
+      k8sseed images profile.yaml | while IFS=$'\\t' read -r from to; do
+        skopeo copy "docker://$from" "docker://$to"; done
+    """
+    from k8sseed.images import node_images
+    from k8sseed.profile import load_profile
+
+    if mirrored and upstream:
+        raise click.UsageError("--mirrored and --upstream each print one column: give one of them, or neither")
+    try:
+        loaded = load_profile(profile)
+    except ProfileError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_PROFILE)
+    for warning in loaded.warnings:
+        _warn(warning)
+    listed = node_images(loaded.profile)
+    for warning in listed.warnings:
+        _warn(warning)
+    for image in listed.images:
+        click.echo(image.mirrored if mirrored else image.upstream if upstream else
+                   f"{image.upstream}\t{image.mirrored}")
+    if listed.unknown:
+        _fail(f"the list above is incomplete: it lacks {'; '.join(listed.unknown)}")
 
 
 @cli.command()

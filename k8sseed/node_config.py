@@ -14,6 +14,7 @@ class NodeConfig:
     files: tuple[NodeFile, ...]  # in component order, each path once
     start_units: tuple[str, ...]  # enabled, then started (without waiting) once files and users are in place
     downloads: tuple[NodeDownload, ...] = ()  # fetched and checked by the carrier, each path once
+    trusted_cas: tuple[str, ...] = ()  # PEM CAs the carrier's own fetches trust, each once
 
 
 def merge_fragments(fragments: list[NodeFragment], env_file: NodeFile | None = None) -> NodeConfig:
@@ -34,4 +35,6 @@ def merge_fragments(fragments: list[NodeFragment], env_file: NodeFile | None = N
     paths = [d.path for d in downloads]
     if len(set(paths)) != len(paths) or set(paths) & set(files):
         raise ValueError("two components write the same downloaded file")
-    return NodeConfig(hosts[0], tuple(users), tuple(files.values()), tuple(dict.fromkeys(units)), tuple(downloads))
+    cas = dict.fromkeys(ca for fragment in fragments for ca in fragment.trusted_cas)
+    return NodeConfig(hosts[0], tuple(users), tuple(files.values()), tuple(dict.fromkeys(units)), tuple(downloads),
+                      tuple(cas))

@@ -146,7 +146,7 @@ class ClusterPlan:
 
     @property
     def calico_version(self) -> str:
-        return self.profile.calico.version or self.facts.calico
+        return calico_version(self.profile, self.facts)
 
     @property
     def calico_encapsulation(self) -> str:
@@ -192,7 +192,7 @@ class ClusterPlan:
 
     @property
     def pause_image(self) -> str:
-        return f"{self.profile.mirrors.image_repository}/pause:{self.facts.pause}"
+        return pause_image(self.profile, self.facts)
 
     def cri_dockerd_url(self, arch: str) -> str:
         version = self.cri_dockerd_version
@@ -234,6 +234,16 @@ class ClusterPlan:
         c = self.profile.cluster
         targets = [c.control_plane_endpoint] + [f"{cp.node.address}:{c.api_server_port}" for cp in self.control_planes]
         return tuple(dict.fromkeys(targets))
+
+
+def calico_version(profile: Profile, facts: MinorFacts) -> str:
+    """The profile's Calico release, else the version table's for its Kubernetes minor."""
+    return profile.calico.version or facts.calico
+
+
+def pause_image(profile: Profile, facts: MinorFacts) -> str:
+    """The sandbox image, as kubeadm pulls it and cri-dockerd is told to use it (through imageRepository)."""
+    return f"{profile.mirrors.image_repository}/pause:{facts.pause}"
 
 
 def _hash_passwords(profile: Profile, secret: ClusterSecret) -> tuple[tuple[str, str], ...]:

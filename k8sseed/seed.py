@@ -21,7 +21,7 @@ from k8sseed.components.kubernetes import kubernetes_fragment
 from k8sseed.components.load_balancer import load_balancer_fragment
 from k8sseed.components.network import netplan, node_network
 from k8sseed.components.os_prep import os_prep_fragment
-from k8sseed.components.runtime import runtime_fragment
+from k8sseed.components.runtime import registry_trust_fragment, runtime_fragment
 from k8sseed.components.secrets_encryption import secrets_encryption_fragment
 from k8sseed.components.sysext import sysext_fragment
 from k8sseed.components.system import system_fragment
@@ -33,6 +33,7 @@ COMPONENTS: tuple[Component, ...] = (
     system_fragment,
     os_prep_fragment,
     apt_repositories_fragment,
+    registry_trust_fragment,
     runtime_fragment,
     kubernetes_fragment,
     secrets_encryption_fragment,
@@ -48,7 +49,8 @@ COMPONENTS: tuple[Component, ...] = (
     join_tokens_fragment,  # after the bootstrap's daemon-reload: its runcmd enables the timer
 )
 # An external etcd member is no Kubernetes node: host identity, etcd, and the bootstrap that starts it.
-ETCD_COMPONENTS: tuple[Component, ...] = (system_fragment, external_etcd_fragment, bootstrap_fragment)
+ETCD_COMPONENTS: tuple[Component, ...] = (system_fragment, registry_trust_fragment, external_etcd_fragment,
+                                          bootstrap_fragment)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,17 @@ class MinorFacts:
     newest_patch: int  # the newest patch release k8sseed knows of (patches are contiguous from .0)
     final: bool  # True: the minor is end of life and newest_patch is its last release
     min_external_etcd: str  # the oldest external etcd this minor's kubeadm init accepts (see below)
+    # kubeadm's etcd image tag and CoreDNS version, as (first patch, value) steps: patch releases move them.
+    etcd_image: tuple[tuple[int, str], ...] = ()
+    coredns: tuple[tuple[int, str], ...] = ()
+
+    def etcd_image_for(self, patch: int) -> str:
+        """The etcd image tag kubeadm of this patch release runs (stacked etcd)."""
+        return _step(self.etcd_image, patch)
+
+    def coredns_for(self, patch: int) -> str:
+        """The CoreDNS image tag kubeadm of this patch release deploys."""
+        return _step(self.coredns, patch)
 
     @property
     def minor_text(self) -> str:
@@ -26,17 +37,37 @@ class MinorFacts:
         return f"{self.minor_text}.{self.newest_patch}"
 
 
-def _row(minor: int, pause: str, cri_dockerd: str, calico: str, newest_patch: int, final: bool,
-         etcd: str) -> MinorFacts:
+def _step(steps: tuple[tuple[int, str], ...], patch: int) -> str:
+    return [value for first, value in steps if first <= patch][-1]
+
+
+def _row(minor: int, pause: str, cri_dockerd: str, calico: str, newest_patch: int, final: bool, etcd: str,
+         etcd_image: tuple[tuple[int, str], ...], coredns: tuple[tuple[int, str], ...]) -> MinorFacts:
     # kubeadm v1beta3 up to 1.30, v1beta4 from 1.31 (v1beta3 removed in 1.36).
     api = "kubeadm.k8s.io/v1beta3" if minor <= 30 else "kubeadm.k8s.io/v1beta4"
-    return MinorFacts((1, minor), api, pause, cri_dockerd, calico, newest_patch, final, etcd)
+    return MinorFacts((1, minor), api, pause, cri_dockerd, calico, newest_patch, final, etcd, etcd_image, coredns)
 
 
 # pause = kubeadm's constants.PauseVersion for that minor (1.34.0, 1.35.4: 3.10.1; 1.36.1 and 1.36.5: 3.10.2,
 # read in cmd/kubeadm/app/constants/constants.go of those module releases); cri-dockerd picks the sandbox image,
 # so it is always passed explicitly. calico = a Calico release whose support matrix covers the minor
 # (installed with the Tigera operator).
+#
+# etcd_image and coredns = the tags kubeadm of that patch release pulls (stacked etcd, CoreDNS):
+# SupportedEtcdVersion[minor] and CoreDNSVersion in cmd/kubeadm/app/constants/constants.go (patch releases
+# bump both). Read:
+# - 1.24-1.31: minikube pkg/minikube/constants/constants_kubeadm_images.go, generated from `kubeadm config
+#   images list` of every release up to 1.31.2 (e.g. 1.25.6: pause 3.8, etcd 3.5.6-0, coredns v1.9.3; 1.25.15:
+#   etcd 3.5.9-0; 1.30.5: coredns v1.11.3). Later patches than those listed there (1.29.11+, 1.30.7+, 1.31.3+)
+#   are unverified: the last step is assumed (late release-1.32 constants.go maps 29-32 to "3.5.24-0", so the
+#   last patches of 1.29-1.31 may pull 3.5.24-0).
+# - 1.32: 1.32.0's 3.5.16-0 (minikube, v1.32.0-beta.0); a late release-1.32 constants.go maps 32 to "3.5.24-0",
+#   patch unverified.
+# - 1.33: kubeadm 1.34.0's map gives 33: "3.5.21-0"; 1.33.6's constants.go (Go module source) has 3.5.24-0,
+#   CoreDNS v1.12.0; the first patch with 3.5.24-0 is unverified.
+# - 1.34.0, 1.35.4, 1.36.1, 1.36.5: their constants.go from the Go module source (k8s.io/kubernetes@vX):
+#   34: 3.6.4-0 / v1.12.1; 35: 3.6.6-0 / v1.13.1; 36: 3.6.8-0 / v1.14.2 and PauseVersion 3.10.2 (not 3.10.1).
+#   A later 1.34 constants.go maps 34 to 3.6.5-0 and a later 1.36 one to 3.6.9-0: patches unverified.
 #
 # Newest patch per minor, and whether it is final:
 # - 1.24.17, 1.25.16, 1.26.15, 1.27.16, 1.28.15, 1.30.14, 1.31.14: the finalPatchRelease of each
@@ -74,19 +105,34 @@ def _row(minor: int, pause: str, cri_dockerd: str, calico: str, newest_patch: in
 VERSION_TABLE: dict[tuple[int, int], MinorFacts] = {
     row.minor: row
     for row in (
-        _row(24, "3.7", "0.3.16", "3.25.2", 17, final=True, etcd="3.2.18"),
-        _row(25, "3.8", "0.3.16", "3.25.2", 16, final=True, etcd="3.2.18"),
-        _row(26, "3.9", "0.3.16", "3.26.4", 15, final=True, etcd="3.2.18"),
-        _row(27, "3.9", "0.3.16", "3.26.4", 16, final=True, etcd="3.2.18"),
-        _row(28, "3.9", "0.3.16", "3.27.4", 15, final=True, etcd="3.4.13"),
-        _row(29, "3.9", "0.3.16", "3.27.4", 15, final=True, etcd="3.4.13"),
-        _row(30, "3.9", "0.3.16", "3.28.2", 14, final=True, etcd="3.4.13"),
-        _row(31, "3.10", "0.4.3", "3.29.3", 14, final=True, etcd="3.5.24"),
-        _row(32, "3.10", "0.4.3", "3.30.3", 11, final=False, etcd="3.5.24"),
-        _row(33, "3.10", "0.4.3", "3.30.3", 11, final=False, etcd="3.5.24"),
-        _row(34, "3.10.1", "0.4.3", "3.32.1", 9, final=False, etcd="3.5.24"),
-        _row(35, "3.10.1", "0.4.3", "3.32.1", 8, final=False, etcd="3.5.24"),
-        _row(36, "3.10.2", "0.4.3", "3.32.1", 5, final=False, etcd="3.5.24"),
+        _row(24, "3.7", "0.3.16", "3.25.2", 17, final=True, etcd="3.2.18",
+             etcd_image=((0, "3.5.3-0"), (8, "3.5.5-0"), (9, "3.5.6-0")), coredns=((0, "v1.8.6"),)),
+        _row(25, "3.8", "0.3.16", "3.25.2", 16, final=True, etcd="3.2.18",
+             etcd_image=((0, "3.5.4-0"), (4, "3.5.5-0"), (5, "3.5.6-0"), (15, "3.5.9-0")), coredns=((0, "v1.9.3"),)),
+        _row(26, "3.9", "0.3.16", "3.26.4", 15, final=True, etcd="3.2.18",
+             etcd_image=((0, "3.5.6-0"), (10, "3.5.9-0"), (13, "3.5.10-0")), coredns=((0, "v1.9.3"),)),
+        _row(27, "3.9", "0.3.16", "3.26.4", 16, final=True, etcd="3.2.18",
+             etcd_image=((0, "3.5.7-0"), (7, "3.5.9-0"), (10, "3.5.10-0"), (12, "3.5.12-0")),
+             coredns=((0, "v1.10.1"),)),
+        _row(28, "3.9", "0.3.16", "3.27.4", 15, final=True, etcd="3.4.13",
+             etcd_image=((0, "3.5.9-0"), (6, "3.5.10-0"), (8, "3.5.12-0"), (14, "3.5.15-0")),
+             coredns=((0, "v1.10.1"),)),
+        _row(29, "3.9", "0.3.16", "3.27.4", 15, final=True, etcd="3.4.13",
+             etcd_image=((0, "3.5.10-0"), (3, "3.5.12-0"), (9, "3.5.15-0")), coredns=((0, "v1.11.1"),)),
+        _row(30, "3.9", "0.3.16", "3.28.2", 14, final=True, etcd="3.4.13",
+             etcd_image=((0, "3.5.12-0"), (5, "3.5.15-0")), coredns=((0, "v1.11.1"), (5, "v1.11.3"))),
+        _row(31, "3.10", "0.4.3", "3.29.3", 14, final=True, etcd="3.5.24",
+             etcd_image=((0, "3.5.15-0"),), coredns=((0, "v1.11.1"), (1, "v1.11.3"))),
+        _row(32, "3.10", "0.4.3", "3.30.3", 11, final=False, etcd="3.5.24",
+             etcd_image=((0, "3.5.16-0"),), coredns=((0, "v1.11.3"),)),
+        _row(33, "3.10", "0.4.3", "3.30.3", 11, final=False, etcd="3.5.24",
+             etcd_image=((0, "3.5.21-0"), (6, "3.5.24-0")), coredns=((0, "v1.12.0"),)),
+        _row(34, "3.10.1", "0.4.3", "3.32.1", 9, final=False, etcd="3.5.24",
+             etcd_image=((0, "3.6.4-0"),), coredns=((0, "v1.12.1"),)),
+        _row(35, "3.10.1", "0.4.3", "3.32.1", 8, final=False, etcd="3.5.24",
+             etcd_image=((0, "3.6.6-0"),), coredns=((0, "v1.13.1"),)),
+        _row(36, "3.10.2", "0.4.3", "3.32.1", 5, final=False, etcd="3.5.24",
+             etcd_image=((0, "3.6.8-0"),), coredns=((0, "v1.14.2"),)),
     )
 }
 
@@ -220,6 +266,38 @@ def cri_dockerd_releases_text() -> str:
 
 
 PURELB_V2_SINCE = (0, 15, 0)  # purelb.io/v2 API and the purelb-system namespace
+# Where PureLB's release manifests (install-nobgp-v{version}.yaml on its GitHub releases) name the allocator and
+# lbnodeagent images: purelb/purelb .github/workflows/ci.yml builds both with ko into KO_DOCKER_REPO
+# ghcr.io/purelb/purelb, tagged with the release tag (v{version}), and generates the release manifests in the
+# same run (seen for v0.16.0: ghcr.io/purelb/purelb/allocator:v0.16.0). Releases before the GitHub move named
+# registry.gitlab.com/purelb/purelb/... (v0.13.0); k8sseed takes 0.15 and newer only. 0.15.x: unverified.
+PURELB_REGISTRY = "ghcr.io/purelb/purelb"
+PURELB_IMAGES = ("allocator", "lbnodeagent")
+
+# The Tigera operator release that each Calico release's manifests/tigera-operator.yaml deploys
+# (quay.io/tigera/operator:v{operator}; charts/tigera-operator/values.yaml tigeraOperator.version).
+# - 3.30.3 -> 1.38.6: projectcalico/calico charts/tigera-operator/values.yaml (calicoctl tag v3.30.3) read.
+# - 3.25.2 -> 1.29.6, 3.30.2 -> 1.38.3: copies of that values.yaml in third-party repositories.
+# - 3.26.4 -> 1.30.9, 3.28.2 -> 1.34.5, 3.29.1 -> 1.36.2, 3.29.2 -> 1.36.5, 3.32.0 -> 1.42.0, 3.32.1 -> 1.42.3:
+#   third-party image lists for air-gapped installs (not read in Calico's own files).
+# - 3.27.4 -> 1.32.10 and 3.29.3 -> 1.36.7: unverified (from Calico's release notes as remembered, not read
+#   anywhere here); `k8sseed images` warns when it uses them.
+CALICO_OPERATOR: dict[str, str] = {
+    "3.25.2": "1.29.6", "3.26.4": "1.30.9", "3.27.4": "1.32.10", "3.28.2": "1.34.5", "3.29.1": "1.36.2",
+    "3.29.2": "1.36.5", "3.29.3": "1.36.7", "3.30.2": "1.38.3", "3.30.3": "1.38.6", "3.32.0": "1.42.0",
+    "3.32.1": "1.42.3",
+}
+CALICO_OPERATOR_UNVERIFIED = frozenset({"3.27.4", "3.29.3"})
+# The registry the operator pulls Calico's component images from when the Installation names none
+# (tigera/operator pkg/components/images.go CalicoRegistry): "docker.io/" up to Calico 3.29 (operator source of
+# 2022 and 2024 read); "quay.io/" from 3.30 (projectcalico/calico#10025, merged 2025-03: "Updated Calico to use
+# quay.io as the default image registry"; tigera/docs#2353: v3.31.0 pulls quay.io images; 3.32.x image lists).
+CALICO_QUAY_SINCE = (3, 30, 0)
+# The component images the operator deploys with an Installation (image path calico/, tag v{calico}): node, cni,
+# kube-controllers, typha, the CSI driver and its registrar, the FlexVolume driver; apiserver runs once an
+# APIServer resource exists and is listed so that a site's mirror has it.
+CALICO_COMPONENTS = ("node", "cni", "kube-controllers", "typha", "apiserver", "csi", "node-driver-registrar",
+                     "pod2daemon-flexvol")
 
 
 # etcd releases for the external-etcd topology: the release tarball's sha256 per arch

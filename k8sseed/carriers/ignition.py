@@ -103,6 +103,9 @@ def ignition_config(config: NodeConfig, network: NodeNetwork) -> dict[str, Any]:
     for name in config.start_units:
         units.setdefault(name, {"name": name})["enabled"] = True
     result: dict[str, Any] = {"ignition": {"version": SPEC_VERSION}}
+    if config.trusted_cas:  # Ignition's own HTTPS fetches (the downloads above) trust these besides the system's
+        result["ignition"]["security"] = {"tls": {"certificateAuthorities": [
+            {"source": data_url(ca)} for ca in config.trusted_cas]}}
     if config.users:
         result["passwd"] = {"users": [_user(user) for user in config.users]}
     result["storage"] = {"files": files,

@@ -55,6 +55,7 @@ class NodeFragment:
     users: tuple[NodeUser, ...] = ()
     start_units: tuple[str, ...] = ()  # systemd units enabled, then started once the node is configured
     downloads: tuple[NodeDownload, ...] = ()  # files fetched and checked by the carrier (Flatcar's sysext images)
+    trusted_cas: tuple[str, ...] = ()  # PEM CAs the carrier's own fetches trust (Ignition's TLS), besides the system's
 
 
 Component = Callable[[ClusterPlan, NodePlan], NodeFragment]

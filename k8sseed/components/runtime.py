@@ -1,4 +1,4 @@
-"""Phase 2, runtime: Docker with the systemd cgroup driver, and cri-dockerd pinned."""
+"""Phase 2, runtime: Docker with the systemd cgroup driver, cri-dockerd pinned, the private registry's CA trusted."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from k8sseed.components import NodeFile, NodeFragment
 from k8sseed.plan import ClusterPlan, NodePlan
+from k8sseed.registry_trust import SYSTEM_CA_PATHS, docker_ca_path
 from k8sseed.templating import render
 
 DOCKER_DAEMON = {
@@ -25,6 +26,24 @@ def docker_daemon_config(plan: ClusterPlan) -> dict[str, Any]:
     return config
 
 
+def registry_trust_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
+    """mirrors.registryCA in the system trust store, for curl and apt (the bootstrap runs update-ca-certificates
+    before its first download) and for Ignition's own fetches on Flatcar: every node, external etcd members too."""
+    mirrors, path = plan.profile.mirrors, SYSTEM_CA_PATHS[plan.profile.os_family]
+    if not mirrors.registry_ca:
+        return NodeFragment(env=(("K8SSEED_REGISTRY_CA", ""),))
+    pem = mirrors.registry_ca.strip() + "\n"
+    return NodeFragment(files=(NodeFile(path, pem),), env=(("K8SSEED_REGISTRY_CA", path),), trusted_cas=(pem,))
+
+
+def docker_registry_ca_files(plan: ClusterPlan) -> tuple[NodeFile, ...]:
+    """mirrors.registryCA for Docker, once per registry the nodes pull from through a mirror setting."""
+    mirrors = plan.profile.mirrors
+    if not mirrors.registry_ca:
+        return ()
+    return tuple(NodeFile(docker_ca_path(host), mirrors.registry_ca.strip() + "\n") for host in mirrors.registry_hosts)
+
+
 def runtime_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
     p = plan.profile
     return NodeFragment(
@@ -34,6 +53,7 @@ def runtime_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
             NodeFile("/etc/systemd/system/cri-docker.service",
                      render("cri-docker.service.j2", pause_image=plan.pause_image, bin_dir=plan.bin_dir)),
             NodeFile("/etc/systemd/system/cri-docker.socket", render("cri-docker.socket.j2")),
+            *docker_registry_ca_files(plan),
         ),
         env=(
             ("K8SSEED_DOCKER_SOURCE", p.docker_source),

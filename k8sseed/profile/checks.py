@@ -13,6 +13,7 @@ from typing import Any
 from k8sseed.errors import Finding, ProfileWarning
 from k8sseed.profile.schema_check import profile_schema
 from k8sseed.profile.source import Source
+from k8sseed.registry_trust import ca_problem, mirror_registry_hosts
 from k8sseed.repository_keys import (
     DOCKER_KEY_FINGERPRINT,
     KUBERNETES_KEY_FINGERPRINT,
@@ -401,6 +402,29 @@ def check_repository_keys(src: Source) -> Iterator[Finding]:
                               f"the key block holds {held}, not the pinned {pinned}: paste the repository's "
                               f"signing key, or, if your mirror re-signs the repository with this key, set "
                               f"mirrors.{fingerprint_key} to its fingerprint")
+
+
+def check_registry_ca(src: Source) -> Iterator[Finding]:
+    mirrors = _get(src.data, "mirrors")
+    if not isinstance(mirrors, dict) or not isinstance(mirrors.get("registryCA"), str):
+        return
+    problem = ca_problem(mirrors["registryCA"])
+    if problem:
+        yield src.finding(("mirrors", "registryCA"), problem)
+        return
+    prefixes = mirrors.get("imageRegistries") if isinstance(mirrors.get("imageRegistries"), dict) else {}
+    hubs = mirrors.get("dockerHubMirrors") if isinstance(mirrors.get("dockerHubMirrors"), list) else []
+    defaults = {k: v.get("default") for k, v in profile_schema()["properties"]["mirrors"]["properties"].items()}
+    # https downloads from the site (packages, tarballs, manifests) trust it through the system trust store.
+    site_urls = [key for key, value in mirrors.items()
+                 if isinstance(value, str) and value.startswith("https://") and value != defaults.get(key)]
+    if not site_urls and not mirror_registry_hosts(mirrors.get("imageRepository"), mirrors.get("calicoRegistry"),
+                                                   [p for p in prefixes.values() if isinstance(p, str)],
+                                                   [h for h in hubs if isinstance(h, str)]):
+        yield src.finding(("mirrors", "registryCA"),
+                          "no mirror setting points at the site, so nothing would use this CA: set "
+                          "mirrors.imageRepository, calicoRegistry, imageRegistries or an https dockerHubMirrors "
+                          "entry to your registry (or an https package or download mirror)")
 
 
 def check_pki_dates(src: Source) -> Iterator[Finding]:
@@ -792,7 +816,7 @@ def check_bird_router_ids(src: Source) -> Iterator[Finding]:
 
 CHECKS: tuple[Check, ...] = (check_labels, check_unique, check_subnets, check_gateways, check_endpoint,
                              check_control_planes, check_version, check_cri_dockerd, check_runtime_api,
-                             check_url_placeholders,
+                             check_url_placeholders, check_registry_ca,
                              check_repository_keys, check_pki_dates, check_users, check_lb_mode, check_bgp,
                              check_bgp_gateway, check_purelb, check_external_ips, check_calico_version,
                              check_node_local, check_etcd_members, check_etcd_version, check_bird_router_ids,

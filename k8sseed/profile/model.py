@@ -9,6 +9,7 @@ from enum import Enum
 from typing import Any
 
 from k8sseed.profile.checks import endpoint_host_port
+from k8sseed.registry_trust import mirror_registry_hosts
 from k8sseed.versions import ETCD_DEFAULT, ETCD_RELEASES
 
 
@@ -121,6 +122,13 @@ class Mirrors:
     purelb: str
     image_registries: tuple[tuple[str, str], ...]  # (registry host, mirror prefix), sorted
     docker_hub_mirrors: tuple[str, ...]
+    registry_ca: str | None = None  # PEM CA certificate(s) of the site's private registry
+
+    @property
+    def registry_hosts(self) -> tuple[str, ...]:
+        """The registries the nodes pull from through these mirrors (each trusts registry_ca)."""
+        return mirror_registry_hosts(self.image_repository, self.calico_registry,
+                                     (prefix for _, prefix in self.image_registries), self.docker_hub_mirrors)
 
 
 @dataclass(frozen=True)
@@ -427,7 +435,7 @@ def build_model(data: dict[str, Any]) -> Profile:
                         _fingerprint(mi.get("dockerKeyFingerprint")), mi["imageRepository"],
                         mi["criDockerd"], mi["calicoOperator"], mi.get("calicoRegistry"), mi["calicoctl"],
                         mi["purelbCRDs"], mi["purelb"], tuple(sorted(mi["imageRegistries"].items())),
-                        tuple(mi["dockerHubMirrors"])),
+                        tuple(mi["dockerHubMirrors"]), mi.get("registryCA")),
         os_family=os_["family"], timezone=os_["timezone"], ntp_servers=tuple(os_["ntpServers"]),
         users=tuple(User(u["name"], u["sudo"], tuple(u["sshAuthorizedKeys"]), u.get("password"),
                          u.get("hashedPassword"), u["shell"]) for u in os_["users"]),

@@ -16,8 +16,10 @@ from k8sseed.errors import Finding
 from k8sseed.profile.source import Path, Source
 from k8sseed.repository_keys import is_inline_key
 
-# Values that may span lines: an ASCII-armored public key block pasted into the profile.
+# Values that may span lines: an ASCII-armored public key block pasted into the profile, a PEM CA certificate
+# (the schema's patterns allow nothing but the block's own characters there).
 MULTILINE_KEY_BLOCKS: frozenset[Path] = frozenset({("mirrors", "kubernetesKey"), ("mirrors", "dockerKey")})
+MULTILINE_CERTIFICATES: frozenset[Path] = frozenset({("mirrors", "registryCA")})
 
 
 @functools.cache
@@ -133,7 +135,8 @@ def _control_character_findings(src: Source, data: Any, path: Path) -> list[Find
         for i, item in enumerate(data):
             found += _control_character_findings(src, item, (*path, i))
     elif (isinstance(data, str) and not data.isprintable() and path[-1:] != ("password",)
-          and not (path in MULTILINE_KEY_BLOCKS and is_inline_key(data))):
+          and not (path in MULTILINE_KEY_BLOCKS and is_inline_key(data))
+          and not (path in MULTILINE_CERTIFICATES and data.lstrip().startswith("-----BEGIN CERTIFICATE-----"))):
         found.append(src.finding(path, f"{_show(data)} contains a line break or control character: "
                                        "every profile value is a single line"))
     return found
