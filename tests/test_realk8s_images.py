@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import tarfile
 import time
 from pathlib import Path
 
@@ -49,6 +50,7 @@ def _skopeo(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _pull(reference: str, cert_dir: Path, layout: Path, tag: str) -> subprocess.CompletedProcess[str]:
+    layout.parent.mkdir(parents=True, exist_ok=True)
     return _skopeo("copy", "--quiet", "--src-cert-dir", str(cert_dir), f"docker://{reference}", f"oci:{layout}:{tag}")
 
 
@@ -103,6 +105,24 @@ def test_coredns_may_bind_port_53_as_nonroot(stand_ins: images.Inputs, tmp_path:
     assert caps == bytes.fromhex("01000002" "00040000" "00000000" "00000000" "00000000")
     config = images.unpack(built[0].layout, "v1.14.2", tmp_path / "root")["config"]
     assert config["Entrypoint"] == ["/coredns"] and config["User"] == "65532:65532"
+
+
+def test_a_dynamically_linked_program_is_refused(stand_ins: images.Inputs, tmp_path: Path) -> None:
+    """Only kube-proxy's image carries shared libraries: a control-plane binary built with cgo would not start."""
+    (stand_ins.kubernetes_bin / "kube-apiserver").unlink()
+    (stand_ins.kubernetes_bin / "kube-apiserver").symlink_to("/usr/bin/ls")
+    with pytest.raises(images.ImageError, match=r"dynamically linked .*CGO_ENABLED=0"):
+        images.build_images(stand_ins, tmp_path / "out", ["kube-apiserver"], log=lambda _: None)
+
+
+def test_docker_archives_are_tagged_for_the_image_repository(stand_ins: images.Inputs, tmp_path: Path) -> None:
+    require_tool("skopeo")
+    built = images.build_images(stand_ins, tmp_path / "out", ["pause"], log=lambda _: None)
+    [archive] = images.docker_archives(built, stand_ins.kubernetes_bin / "kubeadm", "10.0.2.2:5000/k8s",
+                                       tmp_path / "archives", log=lambda _: None)
+    with tarfile.open(archive) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))
+    assert manifest[0]["RepoTags"] == ["10.0.2.2:5000/k8s/pause:3.10.2"]
 
 
 def test_elf_needs_reads_the_interpreter_and_libraries() -> None:

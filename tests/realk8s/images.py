@@ -6,7 +6,7 @@ written here with fixed owners and mtimes, so a rebuild from the same inputs is 
 are never guessed: `kubeadm config images list` of the kubeadm in --kubernetes-bin says them.
 
     python3 tests/realk8s/images.py --kubernetes-bin DIR --etcd-bin DIR --out DIR
-        [--coredns-bin DIR] [--push HOST:PORT/PREFIX --ca FILE] [--format v2s2|oci]
+        [--coredns-bin DIR] [--push HOST:PORT/PREFIX --ca FILE] [--format v2s2|oci] [--docker-archive REPO]
 
 kube-proxy's image carries iptables (legacy and nft), ipset, conntrack and nft from Debian's packages (apt-get
 download), with exactly the shared libraries their ELF headers ask for, and tests/realk8s/iptables-wrapper.sh
@@ -446,9 +446,14 @@ class Inputs:
     deb_cache: Path
 
     def binary(self, folder: Path, name: str) -> Path:
+        """folder/name, which must be statically linked: only kube-proxy's image carries shared libraries."""
         path = folder / name
         if not path.is_file() or not os.access(path, os.X_OK):
             raise ImageError(f"{path}: no such executable (make real-k8s builds it)")
+        interp, _ = elf_needs(path)
+        if interp is not None:
+            raise ImageError(f"{path} is dynamically linked ({interp}): the image has no libraries for it; "
+                             "build it with CGO_ENABLED=0 (tests/realk8s/build.sh does)")
         return path
 
 
@@ -587,6 +592,31 @@ def read_config(layout: Path, tag: str) -> dict:
     return json.loads(_blob(layout, _manifest(layout, tag)["config"]["digest"]).read_bytes())
 
 
+def docker_archives(built: Iterable[BuiltImage], kubeadm: Path, repository: str, out: Path,
+                    log=print) -> list[Path]:
+    """Each built image as a `docker load` archive tagged as kubeadm names it under `repository`
+    (out/<name>.docker.tar), for nodes that get their images without a registry."""
+    out.mkdir(parents=True, exist_ok=True)
+    by_name = {b.name: b for b in built}
+    written = []
+    with tempfile.TemporaryDirectory(prefix="k8sseed-images-") as tmp:
+        policy = skopeo_policy(Path(tmp))
+        for image in kubeadm_images(kubeadm, repository):
+            local = by_name.get(image.name)
+            if local is None:
+                continue
+            archive = out / f"{image.name}.docker.tar"
+            archive.unlink(missing_ok=True)
+            result = subprocess.run(["skopeo", "--policy", str(policy), "copy", "--quiet",
+                                     f"oci:{local.layout}:{local.tag}", f"docker-archive:{archive}:{image.reference}"],
+                                    capture_output=True, text=True)
+            if result.returncode != 0:
+                raise ImageError(f"skopeo copy to {archive} failed: {result.stderr.strip()}")
+            log(f"images: {archive} ({image.reference})")
+            written.append(archive)
+    return written
+
+
 def unpack(layout: Path, tag: str, root: Path) -> dict:
     """Applies the layers of `layout`:`tag` under `root` (no whiteouts: our images have none); returns the
     image config, to run its entrypoint from the unpacked root."""
@@ -623,6 +653,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--push", metavar="HOST:PORT/PREFIX", help="push to this --image-repository of kubeadm's")
     parser.add_argument("--ca", type=Path, help="the CA that signed the registry's certificate (with --push)")
     parser.add_argument("--format", choices=("v2s2", "oci"), default="v2s2", help="manifest format pushed")
+    parser.add_argument("--docker-archive", metavar="REPOSITORY",
+                        help="also write OUT/<name>.docker.tar for `docker load`, tagged for this image repository")
     parser.add_argument("--deb-cache", type=Path, default=CACHE / "debs", help="Debian packages downloaded here")
     parser.add_argument("--gzip-level", type=int, default=6)
     args = parser.parse_args(argv)
@@ -635,6 +667,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.push:
                 push_images(built, args.kubernetes_bin / "kubeadm", args.push, args.ca, Path(tmp) / "push",
                             args.format)
+            if args.docker_archive:
+                docker_archives(built, args.kubernetes_bin / "kubeadm", args.docker_archive, args.out)
     except (ImageError, subprocess.CalledProcessError) as exc:
         print(f"images: {exc}", file=sys.stderr)
         return 1
