@@ -314,21 +314,26 @@ def test_pause_image_waits_and_exits_on_sigterm(real: dict) -> None:
 
 
 @pytest.mark.realk8s
-def test_kube_proxy_image_runs_iptables_ipset_conntrack_and_nft(real: dict) -> None:
-    """In a network namespace of its own, chrooted into the pulled image with only /dev from outside: the
-    wrapper picks a backend, and every netfilter tool kube-proxy calls loads its libraries from the image."""
+@pytest.mark.parametrize(("node_backend", "version_says"), [("legacy", "(legacy)"), ("nft", "(nf_tables)")])
+def test_kube_proxy_image_follows_the_nodes_iptables_and_runs_ipset_conntrack_nft(
+        real: dict, node_backend: str, version_says: str) -> None:
+    """In a network namespace of its own, chrooted into the pulled image with only /dev from outside: a node
+    whose kubelet left KUBE-IPTABLES-HINT in one backend gets that backend from the wrapper's first call, and
+    every netfilter tool kube-proxy calls loads its libraries from the image."""
     proxy = next(r for r in real["pushed"] if r.rsplit("/", 1)[1].startswith("kube-proxy:"))
     root, _ = _pulled_root(real, proxy)
     (root / "dev").mkdir(exist_ok=True)
+    fresh = "; ".join(f"ln -sf iptables-wrapper /usr/sbin/{name}" for name in images.IPTABLES_NAMES)
     script = ("mount --bind /dev \"$0/dev\" && chroot \"$0\" /bin/sh -euc '"
-              "iptables -t mangle -N KUBE-IPTABLES-HINT; iptables-save -t mangle; ip6tables -L -n; "
-              "ls -l /usr/sbin/iptables; ipset create probe hash:ip; ipset list -n; conntrack --version; "
-              "nft list ruleset; iptables-legacy -L -n'")
+              f"{fresh}; iptables-{node_backend} -t mangle -N KUBE-IPTABLES-HINT; "
+              "iptables -V; iptables-save -t mangle; ip6tables -L -n; ls -l /usr/sbin/ip6tables-restore; "
+              "ipset create probe hash:ip; ipset list -n; conntrack --version; nft list ruleset'")
     answer = subprocess.run(["unshare", "--net", "--mount", "--propagation", "private", "sh", "-c", script,
                              str(root)], capture_output=True, text=True, timeout=120)
     assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.startswith("iptables v") and version_says in answer.stdout.splitlines()[0]
     assert ":KUBE-IPTABLES-HINT" in answer.stdout
-    assert "-> xtables-nft-multi" in answer.stdout or "-> xtables-legacy-multi" in answer.stdout
+    assert f"-> xtables-{node_backend}-multi" in answer.stdout
     assert "probe" in answer.stdout and "conntrack v" in answer.stdout
 
 

@@ -168,3 +168,44 @@ def stop_registry(pid: int, timeout: float = 10.0) -> None:
             return
         time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve a folder of pushed images until SIGINT or SIGTERM, with a test CA made in --tls if it has none."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="docker-registry with TLS from a test CA (tests/realk8s)")
+    parser.add_argument("--storage", type=Path, required=True, help="the registry's blobs and manifests")
+    parser.add_argument("--tls", type=Path, required=True, help="ca.crt, server.crt, server.key (made if absent)")
+    parser.add_argument("--san", action="append", help="an address clients use (repeatable; default 127.0.0.1)")
+    parser.add_argument("--listen", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    args = parser.parse_args(argv)
+    folder: Path = args.tls
+    if (folder / "server.crt").is_file():
+        tls = TestCA(folder / "ca.crt", folder / "ca.key", folder / "server.crt", folder / "server.key",
+                     folder / "certs.d", tuple(args.san or ()))
+    else:
+        tls = make_test_ca(folder, args.san or ["127.0.0.1"])
+    try:
+        registry = start_registry(args.storage, tls, args.listen, args.port)
+    except RegistryError as exc:
+        print(f"registry: {exc}", file=sys.stderr)
+        return 1
+    print(f"registry: {registry.url} (CA {tls.ca_cert}, log {registry.log}); SIGINT or SIGTERM stops it", flush=True)
+    stop = {"asked": False}
+
+    def on_signal(signo: int, frame: object) -> None:
+        stop["asked"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stop["asked"] and registry.process.poll() is None:
+        time.sleep(0.2)
+    stop_registry(registry.process.pid)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
