@@ -17,6 +17,7 @@ Python 3 standard library only; skopeo pushes (tests/realk8s/registry.py serves 
 from __future__ import annotations
 
 import argparse
+import datetime
 import gzip
 import hashlib
 import io
@@ -30,7 +31,7 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 HERE = Path(__file__).resolve().parent
@@ -122,7 +123,7 @@ class BuiltImage:
     manifest_digest: str
     size: int
     binary_version: str
-    layers: tuple[str, ...] = field(default=())
+    layers: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, object]:
         return {"name": self.name, "tag": self.tag, "layout": str(self.layout), "digest": self.manifest_digest,
@@ -268,8 +269,6 @@ def write_layout(layout: Path, tag: str, layers: list[list[Entry]], config: Imag
 
 
 def _rfc3339(epoch: int) -> str:
-    import datetime
-
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -457,45 +456,58 @@ class Inputs:
         return path
 
 
-def _layers_for(name: str, tag: str, inputs: Inputs) -> tuple[list[list[Entry]], ImageConfig, Path]:
-    """The layers and config of kubeadm's image `name`, and the program whose --version goes in images.json."""
-    base = base_entries()
-    labels = (("org.opencontainers.image.version", tag),
-              ("org.opencontainers.image.description", "built by k8sseed tests/realk8s/images.py"))
-    if name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
-        binary = inputs.binary(inputs.kubernetes_bin, name)
-        program = f"usr/local/bin/{name}"
-        return [base, [Entry(program, source=binary)]], ImageConfig(entrypoint=(f"/{program}",), labels=labels), \
-            binary
-    if name == "kube-proxy":
-        binary = inputs.binary(inputs.kubernetes_bin, name)
-        staging = Staging(inputs.work / "kube-proxy-root")
-        if not staging.root.exists():
-            staging.unpack(download_debs(NETFILTER_PACKAGES, inputs.deb_cache))
-        layers = [base, netfilter_entries(staging), [Entry("usr/local/bin/kube-proxy", source=binary)]]
-        return layers, ImageConfig(entrypoint=("/usr/local/bin/kube-proxy",), labels=labels), binary
-    if name == "etcd":
-        etcd = inputs.binary(inputs.etcd_bin, "etcd")
-        tools = [Entry(f"usr/local/bin/{p.name}", source=p) for p in sorted(inputs.etcd_bin.iterdir())
-                 if p.name in ("etcd", "etcdctl", "etcdutl") and p.is_file()]
-        return [base, tools], ImageConfig(cmd=("/usr/local/bin/etcd",),
-                                          exposed_ports=("2379/tcp", "2380/tcp"), labels=labels), etcd
-    if name == "pause":
-        pause = build_pause(inputs.work / "pause-bin")
-        return [base, [Entry("pause", source=pause)]], ImageConfig(entrypoint=("/pause",), user="65535:65535",
-                                                                    labels=labels), pause
-    if name == "coredns":
-        if inputs.coredns_bin is None:
-            raise ImageError("no --coredns-bin: CoreDNS is built by tests/realk8s/build.sh coredns-<version>")
-        coredns = inputs.binary(inputs.coredns_bin, "coredns")
-        caps = (("security.capability", CORE_DNS_FILE_CAPS),)
-        return [base, [Entry("coredns", source=coredns, xattrs=caps)]], ImageConfig(
-            entrypoint=("/coredns",), user="65532:65532", exposed_ports=("53/tcp", "53/udp"), labels=labels), coredns
-    raise ImageError(f"kubeadm lists an image this script cannot build: {name}")
+Recipe = tuple[list[list[Entry]], ImageConfig, Path]  # layers, config, the program whose --version is recorded
 
 
-def layout_folder(out: Path, name: str) -> Path:
-    return out / name
+def _control_plane_image(name: str, inputs: Inputs) -> Recipe:
+    """The binary at /usr/local/bin (upstream's entrypoint is go-runner; kubeadm's static pods name the binary)."""
+    binary = inputs.binary(inputs.kubernetes_bin, name)
+    program = f"usr/local/bin/{name}"
+    return [base_entries(), [Entry(program, source=binary)]], ImageConfig(entrypoint=(f"/{program}",)), binary
+
+
+def _kube_proxy_image(name: str, inputs: Inputs) -> Recipe:
+    binary = inputs.binary(inputs.kubernetes_bin, name)
+    staging = Staging(inputs.work / "kube-proxy-root")
+    if not staging.root.exists():
+        staging.unpack(download_debs(NETFILTER_PACKAGES, inputs.deb_cache))
+    layers = [base_entries(), netfilter_entries(staging), [Entry("usr/local/bin/kube-proxy", source=binary)]]
+    return layers, ImageConfig(entrypoint=("/usr/local/bin/kube-proxy",)), binary
+
+
+def _etcd_image(name: str, inputs: Inputs) -> Recipe:
+    etcd = inputs.binary(inputs.etcd_bin, "etcd")
+    tools = [Entry(f"usr/local/bin/{tool}", source=inputs.binary(inputs.etcd_bin, tool))
+             for tool in ("etcd", "etcdctl", "etcdutl") if (inputs.etcd_bin / tool).exists()]
+    config = ImageConfig(cmd=("/usr/local/bin/etcd",), exposed_ports=("2379/tcp", "2380/tcp"))
+    return [base_entries(), tools], config, etcd
+
+
+def _pause_image(name: str, inputs: Inputs) -> Recipe:
+    pause = build_pause(inputs.work / "pause-bin")
+    return [base_entries(), [Entry("pause", source=pause)]], ImageConfig(entrypoint=("/pause",), user="65535:65535"), \
+        pause
+
+
+def _coredns_image(name: str, inputs: Inputs) -> Recipe:
+    if inputs.coredns_bin is None:
+        raise ImageError("no --coredns-bin: CoreDNS is built by tests/realk8s/build.sh coredns-<version>")
+    coredns = inputs.binary(inputs.coredns_bin, "coredns")
+    layer = [Entry("coredns", source=coredns, xattrs=(("security.capability", CORE_DNS_FILE_CAPS),))]
+    config = ImageConfig(entrypoint=("/coredns",), user="65532:65532", exposed_ports=("53/tcp", "53/udp"))
+    return [base_entries(), layer], config, coredns
+
+
+# kubeadm's image names (the last path component of each `kubeadm config images list` line) → how to build them.
+RECIPES = {
+    "kube-apiserver": _control_plane_image,
+    "kube-controller-manager": _control_plane_image,
+    "kube-scheduler": _control_plane_image,
+    "kube-proxy": _kube_proxy_image,
+    "etcd": _etcd_image,
+    "pause": _pause_image,
+    "coredns": _coredns_image,
+}
 
 
 def build_images(inputs: Inputs, out: Path, only: Iterable[str] | None = None, mtime: int | None = None,
@@ -514,9 +526,15 @@ def build_images(inputs: Inputs, out: Path, only: Iterable[str] | None = None, m
         if image.name == "coredns" and inputs.coredns_bin is None and wanted is None:
             log(f"images: skipping {image.reference}: no --coredns-bin")
             continue
-        layers, config, program = _layers_for(image.name, image.tag, inputs)
-        layout = layout_folder(out, image.name)
-        digest, size, layer_digests = write_layout(layout, image.tag, layers, config, epoch, level)
+        recipe = RECIPES.get(image.name)
+        if recipe is None:
+            raise ImageError(f"kubeadm lists an image this script cannot build: {image.reference}")
+        layers, config, program = recipe(image.name, inputs)
+        labels = (("org.opencontainers.image.version", image.tag),
+                  ("org.opencontainers.image.description", "built by k8sseed tests/realk8s/images.py"))
+        layout = out / image.name
+        digest, size, layer_digests = write_layout(layout, image.tag, layers, replace(config, labels=labels), epoch,
+                                                   level)
         version = program_version(program)
         if image.tag.split("-")[0].lstrip("v") not in version and image.name != "pause":
             log(f"images: WARNING {image.name}:{image.tag} holds a program that says {version!r}")
