@@ -11,8 +11,9 @@ APT_PACKAGES = python3-venv python3-pip cloud-init shellcheck xorriso genisoimag
 BENCH_PACKAGES = wrk apache2-utils
 VM_PACKAGES  = qemu-system-x86 qemu-utils debootstrap e2fsprogs xorriso ipxe-qemu
 # The real-Kubernetes proof's images (tests/realk8s/images.py): skopeo pushes them to docker-registry over TLS,
-# gcc -static builds pause; kube-proxy's iptables, ipset, conntrack and nft come from apt-get download.
-REAL_PACKAGES = skopeo docker-registry busybox-static gcc libc6-dev
+# gcc -static builds pause, getcap reads CoreDNS's file capability; kube-proxy's netfilter tools come from
+# apt-get download.
+REAL_PACKAGES = skopeo docker-registry busybox-static gcc libc6-dev libcap2-bin
 
 .PHONY: real-k8s test-real install demo test lint bench bench-serve e2e e2e-harness e2e-cluster e2e-etcd deps e2e-deps clean docs
 

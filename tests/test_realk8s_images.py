@@ -103,6 +103,12 @@ def test_coredns_may_bind_port_53_as_nonroot(stand_ins: images.Inputs, tmp_path:
     coredns = next(m for m in images.layer_members(built[0].layout, "v1.14.2") if m.name == "coredns")
     caps = coredns.pax_headers["SCHILY.xattr.security.capability"].encode("utf-8", "surrogateescape")
     assert caps == bytes.fromhex("01000002" "00040000" "00000000" "00000000" "00000000")
+    layer = images._blob(built[0].layout, images._manifest(built[0].layout, "v1.14.2")["layers"][-1]["digest"])
+    (tmp_path / "x").mkdir()
+    subprocess.run(["tar", "--xattrs", "--xattrs-include=security.*", "-xzf", str(layer), "-C", str(tmp_path / "x")],
+                   check=True)
+    getcap = subprocess.run([require_tool("getcap"), str(tmp_path / "x" / "coredns")], capture_output=True, text=True)
+    assert "cap_net_bind_service=ep" in getcap.stdout, "GNU tar, like Docker, sets the capability from the layer"
     config = images.unpack(built[0].layout, "v1.14.2", tmp_path / "root")["config"]
     assert config["Entrypoint"] == ["/coredns"] and config["User"] == "65532:65532"
 
