@@ -278,7 +278,8 @@ def test_every_image_kubeadm_lists_is_served_with_the_built_digest(real: dict) -
 @pytest.mark.realk8s
 def test_a_pull_with_another_ca_is_refused(real: dict, tmp_path: Path) -> None:
     other = registry.make_test_ca(tmp_path / "other", ["127.0.0.1"])
-    answer = _skopeo("inspect", "--cert-dir", str(other.cert_dir), f"docker://{real['pushed'][0]}")
+    reference = real["pushed"][0]
+    answer = _pull(reference, other.cert_dir, tmp_path / "pulled", reference.rsplit(":", 1)[1])
     assert answer.returncode != 0
     assert "certificate signed by unknown authority" in answer.stderr
 
