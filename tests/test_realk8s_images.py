@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -162,6 +163,24 @@ def test_pushed_images_are_served_over_tls_and_refused_with_another_ca(stand_ins
     finally:
         registry.stop_registry(served.process.pid)
     assert served.process.poll() is not None or _gone(served.process.pid)
+
+
+def test_cli_builds_and_pushes_where_kubeadm_looks(stand_ins: images.Inputs, tmp_path: Path) -> None:
+    require_tool("skopeo")
+    require_tool("docker-registry")
+    tls = registry.make_test_ca(tmp_path / "tls", ["127.0.0.1"])
+    served = registry.start_registry(tmp_path / "storage", tls)
+    try:
+        command = [sys.executable, str(Path(images.__file__)), "--kubernetes-bin", str(stand_ins.kubernetes_bin),
+                   "--etcd-bin", str(stand_ins.etcd_bin), "--out", str(tmp_path / "out"), "--only", "pause",
+                   "--push", f"{served.address}/site/k8s", "--ca", str(tls.ca_cert)]
+        answer = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert answer.returncode == 0, answer.stderr
+        assert f"images: pushed {served.address}/site/k8s/pause:3.10.2" in answer.stdout
+        unpushed = subprocess.run(command[:-2], capture_output=True, text=True, timeout=120)
+        assert unpushed.returncode == 2 and "--push needs --ca" in unpushed.stderr
+    finally:
+        registry.stop_registry(served.process.pid)
 
 
 def _gone(pid: int) -> bool:
