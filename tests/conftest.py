@@ -29,11 +29,6 @@ NOCLOUD_PROFILES = [p for p in EXAMPLE_PROFILES if _has_nocloud_rendering(p)]
 TEST_DATA = REPO / "tests" / "data"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # Real Kubernetes binaries from make real-k8s (tests/realk8s/); make test leaves these out.
-    config.addinivalue_line("markers", "realk8s: needs the real Kubernetes binaries that make real-k8s builds")
-
-
 def _find_schemas() -> Path:
     """The repository's copy of the upstream schemas; K8SSEED_SHARED=<shared dir> reads that one instead."""
     override = os.environ.get("K8SSEED_SHARED")

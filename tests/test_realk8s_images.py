@@ -8,21 +8,26 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import require_tool
 from realk8s import images, registry
+from realk8s_support import KUBERNETES_RELEASES, folder_of, real_bin, stop
 
-CACHE = images.CACHE
-KUBERNETES_BIN = CACHE / "kubernetes-1.36.5" / "bin"
-VERSION = "v1.36.5"
+# The newest release tests/realk8s builds (1.36.5): the VM proof's.
+RELEASE = KUBERNETES_RELEASES[0]
+VERSION = f"v{RELEASE}"
 PREFIX = "k8s"
 
 STAND_IN_KUBEADM = """#!/bin/sh
@@ -207,30 +212,24 @@ def _assert_pause_stops_on_sigterm(layout: Path, tag: str, root: Path) -> None:
 
 # --- the real binaries ----------------------------------------------------------------------------------------------
 
-def _real_folder(pattern: str, program: str) -> Path:
-    found = sorted(p.parent for p in CACHE.glob(f"{pattern}/bin/{program}"))
-    if not found:
-        pytest.skip(f"no {CACHE}/{pattern}/bin/{program}: make real-k8s builds the real binaries")
-    return found[-1]
-
-
 @pytest.fixture(scope="module")
 def real(tmp_path_factory: pytest.TempPathFactory):
     """Every image kubeadm lists, built from the real binaries and pushed to a TLS registry on 127.0.0.1."""
     require_tool("skopeo")
     require_tool("docker-registry")
-    if not (KUBERNETES_BIN / "kubeadm").is_file():
-        pytest.skip(f"no {KUBERNETES_BIN}/kubeadm: make real-k8s builds the real binaries")
+    kubeadm = real_bin(f"kubernetes-{RELEASE}", "kubeadm")
+    etcd = real_bin(folder_of("etcd-"), "etcd")
+    coredns = real_bin(folder_of("coredns-"), "coredns")
     work = tmp_path_factory.mktemp("realk8s-images")
-    inputs = images.Inputs(KUBERNETES_BIN, _real_folder("etcd-*", "etcd"), _real_folder("coredns-*", "coredns"),
-                           work / "work", CACHE / "debs")
+    inputs = images.Inputs(kubeadm.parent, etcd.parent, coredns.parent, work / "work", images.CACHE / "debs")
     built = images.build_images(inputs, work / "out")
     tls = registry.make_test_ca(work / "tls", ["127.0.0.1"])
     served = registry.start_registry(work / "storage", tls)
     try:
         destination = f"{served.address}/{PREFIX}"
-        pushed = images.push_images(built, KUBERNETES_BIN / "kubeadm", destination, tls.ca_cert, work / "push")
-        yield {"work": work, "built": built, "tls": tls, "destination": destination, "pushed": pushed}
+        pushed = images.push_images(built, kubeadm, destination, tls.ca_cert, work / "push")
+        yield {"work": work, "built": built, "tls": tls, "destination": destination, "pushed": pushed,
+               "kubeadm": kubeadm, "storage": work / "storage"}
     finally:
         registry.stop_registry(served.process.pid)
 
@@ -250,7 +249,7 @@ def _pulled_root(real: dict, reference: str) -> tuple[Path, dict]:
 def _kubeadm_pod_specs(real: dict, tmp_path: Path) -> dict[str, dict]:
     """The containers kubeadm itself writes for this image repository: static pods (into a --rootfs under
     tmp_path) and the kube-proxy and CoreDNS add-ons (--print-manifest)."""
-    kubeadm = str(KUBERNETES_BIN / "kubeadm")
+    kubeadm = str(real["kubeadm"])
     rootfs = tmp_path / "rootfs"
     rootfs.mkdir()
     (rootfs / "kubeadm.yaml").write_text(yaml.safe_dump({
@@ -285,7 +284,7 @@ def _executable_in(root: Path, name: str, path_env: str) -> Path:
 
 @pytest.mark.realk8s
 def test_every_image_kubeadm_lists_is_served_with_the_built_digest(real: dict) -> None:
-    listed = images.kubeadm_images(KUBERNETES_BIN / "kubeadm", real["destination"])
+    listed = images.kubeadm_images(real["kubeadm"], real["destination"])
     assert [i.reference for i in listed] == real["pushed"], "every listed image is built and pushed"
     built = {b.name: b for b in real["built"]}
     for image in listed:
@@ -375,3 +374,115 @@ def test_every_elf_file_in_kube_proxy_finds_its_libraries_in_the_image(real: dic
         if listed.returncode != 0 or "not found" in listed.stdout:
             unresolved[inside] = listed.stdout + listed.stderr
     assert not unresolved
+
+
+# --- Debian's Docker pulls them, as a node's cri-dockerd has it do ----------------------------------------------------
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("K8SSEED_REQUIRE_REAL") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@contextmanager
+def _netns(name: str) -> Iterator[str]:
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+@contextmanager
+def _docker_trusting(work: Path, tls: registry.TestCA, address: str, netns: str) -> Iterator[Callable]:
+    """Debian's dockerd (docker.io 20.10) in `netns`, trusting the registry at `address` the way a node's seed
+    makes it (/etc/docker/certs.d/ADDRESS/ca.crt): in a mount namespace of its own, where a folder under `work`
+    stands in for /etc/docker, so the host's is left alone. Yields a function running the docker CLI."""
+    for tool in ("dockerd", "docker", "containerd", "runc", "nsenter", "unshare", "ip"):
+        if not shutil.which(tool):
+            _unavailable(f"{tool} is not installed (apt-get install docker.io: Debian 12's Docker 20.10)")
+    if os.geteuid() != 0 or not Path("/etc/docker").is_dir():
+        _unavailable("needs root and /etc/docker (docker.io or docker-registry installed) to run dockerd")
+    etc = work / "etc-docker"
+    (etc / "certs.d" / address).mkdir(parents=True)
+    shutil.copyfile(tls.ca_cert, etc / "certs.d" / address / "ca.crt")
+    # Sockets under a short folder: containerd's under a pytest tmp_path pass the 108 bytes a socket path may have.
+    sockets = Path(tempfile.mkdtemp(prefix="k8sseed-dk-"))
+    daemon = ('mount --bind "$0" /etc/docker && exec nsenter --net="$1" dockerd --host "unix://$2/docker.sock" '
+              '--exec-root "$2/exec" --data-root "$3/data" --pidfile "$3/docker.pid" '
+              "--iptables=false --ip6tables=false --bridge=none")
+    with (work / "dockerd.log").open("w") as log:
+        process = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", daemon, str(etc),
+                                    f"/run/netns/{netns}", str(sockets), str(work)],
+                                   stdout=log, stderr=subprocess.STDOUT)
+
+    def docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["docker", "-H", f"unix://{sockets}/docker.sock", *args], capture_output=True,
+                              text=True, timeout=timeout)
+
+    try:
+        deadline = time.monotonic() + 60
+        while not (sockets / "docker.sock").exists() or docker("version", timeout=30).returncode != 0:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"dockerd did not come up:\n{(work / 'dockerd.log').read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield docker
+    finally:
+        stop(process)
+        shutil.rmtree(sockets, ignore_errors=True)
+
+
+@pytest.mark.realk8s
+def test_debian_docker_pulls_every_image_over_tls_and_runs_it_as_kubeadm_does(real: dict, tmp_path: Path) -> None:
+    """Docker 20.10, trusting the test CA through certs.d, pulls every image kubeadm lists from the registry; the
+    control-plane entrypoints print the release, kube-proxy's iptables runs with NET_ADMIN, CoreDNS serves :53 as
+    uid 65532 under kubeadm's securityContext (all capabilities dropped but NET_BIND_SERVICE, no privilege
+    escalation, read-only root), and pause stops at once on docker stop's SIGTERM with status 0."""
+    with _netns("k8sseed-images") as netns:
+        inside = registry.start_registry(real["storage"], real["tls"], netns=netns)
+        try:
+            with _docker_trusting(tmp_path / "docker", real["tls"], inside.address, netns) as docker:
+                listed = images.kubeadm_images(real["kubeadm"], f"{inside.address}/{PREFIX}")
+                for image in listed:
+                    pulled = docker("pull", "-q", image.reference)
+                    assert pulled.returncode == 0, f"{image.reference}: {pulled.stderr}"
+                ref = {image.name: image.reference for image in listed}
+                _assert_runs_like_kubeadm(docker, ref, tmp_path)
+        finally:
+            registry.stop_registry(inside.process.pid)
+
+
+def _assert_runs_like_kubeadm(docker: Callable, ref: dict[str, str], tmp_path: Path) -> None:
+    for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy"):
+        ran = docker("run", "--rm", "--network", "none", ref[name], "--version")
+        assert ran.stdout.strip() == f"Kubernetes {VERSION}", f"{name}: {ran.stdout} {ran.stderr}"
+    etcd_tag = ref["etcd"].rsplit(":", 1)[1].split("-")[0]
+    ran = docker("run", "--rm", "--network", "none", ref["etcd"], "etcd", "--version")
+    assert f"etcd Version: {etcd_tag}" in ran.stdout, ran.stderr
+    ran = docker("run", "--rm", "--network", "none", "--cap-add", "NET_ADMIN", "--entrypoint", "iptables",
+                 ref["kube-proxy"], "-V")
+    assert ran.returncode == 0 and ran.stdout.startswith("iptables v"), ran.stderr
+
+    corefile = tmp_path / "coredns"
+    corefile.mkdir()
+    (corefile / "Corefile").write_text(".:53 {\n    whoami\n}\n")
+    started = docker("run", "-d", "--network", "none", "--cap-drop", "ALL", "--cap-add", "NET_BIND_SERVICE",
+                     "--security-opt", "no-new-privileges", "--read-only", "-v", f"{corefile}:/etc/coredns:ro",
+                     ref["coredns"], "-conf", "/etc/coredns/Corefile")
+    assert started.returncode == 0, started.stderr
+    coredns = started.stdout.strip()
+    deadline = time.monotonic() + 30
+    while ".:53" not in docker("logs", coredns).stdout and time.monotonic() < deadline:
+        time.sleep(0.3)
+    logs = docker("logs", coredns)
+    assert ".:53" in logs.stdout and "CoreDNS-" in logs.stdout, logs.stdout + logs.stderr
+    assert docker("inspect", "-f", "{{.State.Running}}", coredns).stdout.strip() == "true"
+    assert "65532" in docker("top", coredns, "-o", "pid,uid,comm").stdout
+    docker("rm", "-f", coredns)
+
+    pause = docker("run", "-d", "--network", "none", ref["pause"]).stdout.strip()
+    began = time.monotonic()
+    assert docker("stop", "-t", "20", pause).returncode == 0
+    assert time.monotonic() - began < 10, "pause ignored SIGTERM until docker stop's SIGKILL"
+    assert docker("inspect", "-f", "{{.State.ExitCode}}", pause).stdout.strip() == "0"

@@ -114,21 +114,23 @@ def registry_config(storage: Path, tls: TestCA, address: str) -> dict[str, objec
 
 
 def start_registry(storage: Path, tls: TestCA, listen: str = "127.0.0.1", port: int = 0,
-                   timeout: float = 20.0) -> Registry:
-    """docker-registry serving `storage` over TLS on listen:port (a free port when 0), answering /v2/ before
-    this returns. Stop it with stop_registry(registry.process.pid)."""
+                   timeout: float = 20.0, netns: str | None = None) -> Registry:
+    """docker-registry serving `storage` over TLS on listen:port (a free port when 0; 5000 in a netns), ready
+    when this returns: /v2/ answers, or in the network namespace `netns` (`ip netns add`), its log says it
+    listens. Stop it with stop_registry(registry.process.pid)."""
     if not Path(DOCKER_REGISTRY).is_file():
         raise RegistryError(f"{DOCKER_REGISTRY} is missing: apt-get install docker-registry (make e2e-deps)")
     storage.mkdir(parents=True, exist_ok=True)
-    port = port or free_port(listen)
+    port = port or (5000 if netns else free_port(listen))
     host = f"[{listen}]" if ":" in listen else listen
     address = f"{host}:{port}"
-    config = storage.parent / f"registry-{port}.yml"
+    config = storage.parent / f"registry-{netns or 'host'}-{port}.yml"
     config.write_text(json.dumps(registry_config(storage, tls, address), indent=2) + "\n")  # JSON is YAML
-    log = storage.parent / f"registry-{port}.log"
+    log = config.with_suffix(".log")
+    inside = ["nsenter", f"--net=/run/netns/{netns}"] if netns else []  # nsenter execs: the PID is the registry's
     with log.open("wb") as sink:
-        process = subprocess.Popen([DOCKER_REGISTRY, "serve", str(config)], stdout=sink, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen([*inside, DOCKER_REGISTRY, "serve", str(config)], stdout=sink,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     registry = Registry(process, address, f"https://{address}", config, log)
     context = ssl.create_default_context(cafile=str(tls.ca_cert))
     context.check_hostname = listen in tls.sans
@@ -136,16 +138,22 @@ def start_registry(storage: Path, tls: TestCA, listen: str = "127.0.0.1", port: 
     while True:
         if process.poll() is not None:
             raise RegistryError(f"docker-registry exited {process.returncode}: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{registry.url}/v2/", context=context, timeout=2) as answer:
-                if answer.status == 200:
-                    return registry
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
+        if netns and f"listening on {address}, tls" in log.read_text():
+            return registry
+        if not netns and _answers(registry.url, context):
+            return registry
         if time.monotonic() > deadline:
             stop_registry(process.pid)
             raise RegistryError(f"docker-registry did not answer on {registry.url} in {timeout:.0f} s")
         time.sleep(0.1)
+
+
+def _answers(url: str, context: ssl.SSLContext) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/v2/", context=context, timeout=2) as answer:
+            return answer.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
 
 
 def stop_registry(pid: int, timeout: float = 10.0) -> None:
