@@ -10,6 +10,10 @@ APT_PACKAGES = python3-venv python3-pip cloud-init shellcheck xorriso genisoimag
 # wrk, ab (apache2-utils): bench/serve_load.py's closed loop and burst with C load generators (skipped without)
 BENCH_PACKAGES = wrk apache2-utils
 VM_PACKAGES  = qemu-system-x86 qemu-utils debootstrap e2fsprogs xorriso ipxe-qemu
+# The real-Kubernetes proof's images (tests/realk8s/images.py): skopeo pushes them to docker-registry over TLS,
+# gcc -static builds pause, getcap reads CoreDNS's file capability; kube-proxy's netfilter tools come from
+# apt-get download.
+REAL_PACKAGES = skopeo docker-registry busybox-static gcc libc6-dev libcap2-bin
 
 .PHONY: real-k8s test-real install demo test lint bench bench-serve e2e e2e-harness e2e-cluster e2e-etcd deps e2e-deps clean docs
 
@@ -26,7 +30,7 @@ deps:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES) $(BENCH_PACKAGES)
 
 e2e-deps: deps
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(VM_PACKAGES)
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(VM_PACKAGES) $(REAL_PACKAGES)
 
 # Build the reference cluster's seeds into $(OUT)/reference with a demo secret kept beside it.
 demo: install
