@@ -259,3 +259,21 @@ def test_the_kubelet_rotates_its_client_certificate_and_self_signs_its_serving_o
     kubelet = docs["KubeletConfiguration"]
     assert kubelet["rotateCertificates"] is True
     assert "serverTLSBootstrap" not in kubelet  # no approver for kubelet-serving CSRs: see README
+
+
+def test_nodes_that_renew_certificates_with_crictl_install_cri_tools(built):
+    """kubeadm's package stopped depending on cri-tools in 1.32 (kubernetes/release#3626): the Debian and Ubuntu
+    nodes install it by name, or the renewal timer finds no crictl a year after the cluster came up."""
+    checked = 0
+    for out in built.values():
+        for seed in node_dirs(out):
+            files = {f["path"]: f["content"]
+                     for f in yaml.safe_load((seed / "user-data").read_text())["write_files"]}
+            renewal = files.get("/usr/local/sbin/k8sseed-cert-renewal", "")
+            if "crictl" not in renewal:
+                continue
+            bootstrap = files["/usr/local/sbin/k8sseed-bootstrap"]
+            install = next(line for line in bootstrap.splitlines() if "apt-get install" in line and "pinned[@]" in line)
+            assert install.rstrip().endswith(" cri-tools"), install
+            checked += 1
+    assert checked, "no seed with the renewal timer"
