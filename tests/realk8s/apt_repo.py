@@ -89,14 +89,19 @@ ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELE
 
 KUBELET_DEFAULTS = "KUBELET_EXTRA_ARGS=\n"
 
-# Enabled on first install (Debian's systemd preset: enable), started by kubeadm; stopped when removed.
+# Debian's way with a daemon, as the kubelet package has done since kubernetes/release#91: enabled and started on
+# first install (it restarts every RestartSec until kubeadm init/join configures it), restarted on upgrade if
+# it runs, stopped and disabled on removal. Into another root (DPKG_ROOT: dpkg --root --force-script-chrootless)
+# or with no systemd running (a chroot, an image build): unit files only.
 KUBELET_POSTINST = """\
 #!/bin/sh
 set -e
-if [ "$1" = configure ] && [ -d /run/systemd/system ]; then
+if [ "$1" = configure ] && [ -z "${DPKG_ROOT:-}" ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     if [ -z "$2" ]; then
-        systemctl enable kubelet.service
+        systemctl enable --now kubelet.service
+    else
+        systemctl try-restart kubelet.service
     fi
 fi
 """
@@ -104,7 +109,7 @@ fi
 KUBELET_PRERM = """\
 #!/bin/sh
 set -e
-if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
+if [ "$1" = remove ] && [ -z "${DPKG_ROOT:-}" ] && [ -d /run/systemd/system ]; then
     systemctl disable --now kubelet.service || true
 fi
 """
@@ -112,7 +117,7 @@ fi
 KUBELET_POSTRM = """\
 #!/bin/sh
 set -e
-if [ -d /run/systemd/system ]; then
+if [ -z "${DPKG_ROOT:-}" ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload || true
 fi
 """
@@ -326,12 +331,15 @@ def _control(package: Package, arch: str, installed_kib: int) -> str:
     return "".join(f"{name}: {value}\n" for name, value in fields)
 
 
-def _place(source: Path, dest: Path) -> None:
-    """A hard link where the cache and the staging directory share a file system (the binaries weigh ~250 MB)."""
-    try:
-        os.link(source, dest)
-    except OSError:
-        shutil.copyfile(source, dest)
+def _place(source: Path, dest: Path, mode: int) -> None:
+    """A hard link where the cache and the staging directory share a file system and the mode is already right
+    (the binaries weigh ~250 MB; a chmod through the link would change the cache's file), a copy otherwise."""
+    if source.stat().st_mode & 0o7777 == mode:
+        with contextlib.suppress(OSError):
+            os.link(source, dest)
+            return
+    shutil.copyfile(source, dest)
+    dest.chmod(mode)
 
 
 def build_deb(package: Package, arch: str, out_dir: Path, compression: str = "gzip") -> Path:
@@ -342,10 +350,10 @@ def build_deb(package: Package, arch: str, out_dir: Path, compression: str = "gz
             dest = root / placed.path
             dest.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
             if placed.source is not None:
-                _place(placed.source, dest)
+                _place(placed.source, dest, placed.mode)
             else:
                 dest.write_text(placed.text or "")
-            dest.chmod(placed.mode)
+                dest.chmod(placed.mode)
         debian = root / "DEBIAN"
         debian.mkdir(mode=0o755)
         # dpkg-gencontrol's Installed-Size: KiB of each file rounded up, one per directory.

@@ -227,6 +227,49 @@ def test_kubelet_unit_with_kubeadms_drop_in_passes_systemd_analyze_verify(served
     assert (root / "etc/default/kubelet").read_text() == "KUBELET_EXTRA_ARGS=\n"
 
 
+def test_kubelet_maintainer_scripts_pass_shellcheck(served, tmp_path):
+    if shutil.which("shellcheck") is None:
+        pytest.fail("shellcheck is not installed: sudo make deps installs it")
+    control = tmp_path / "DEBIAN"
+    subprocess.run(["dpkg-deb", "--control", str(_deb(served, "kubelet")), str(control)], check=True)
+    scripts = sorted(control / name for name in ("postinst", "prerm", "postrm"))
+    assert all(os.access(script, os.X_OK) for script in scripts)
+    checked = subprocess.run(["shellcheck", "--shell=sh", *map(str, scripts)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout
+    assert (control / "conffiles").read_text() == "/etc/default/kubelet\n"
+
+
+def test_dpkg_installs_and_removes_them_in_a_scratch_root(served, tmp_path):
+    """dpkg unpacks, configures (conffile registered) and removes the packages; their scripts honour DPKG_ROOT,
+    so no systemctl of this machine is touched."""
+    root, calls = tmp_path / "root", tmp_path / "systemctl-calls"
+    admin = root / "var/lib/dpkg"
+    for sub in ("info", "updates", "triggers"):
+        (admin / sub).mkdir(parents=True)
+    arch = apt_repo.host_architecture()
+    (admin / "status").write_text("".join(
+        f"Package: {name}\nStatus: install ok installed\nPriority: required\nMaintainer: t <t@k8sseed.test>\n"
+        f"Architecture: {arch}\nVersion: 1.0-1\nDescription: stand-in\n\n" for name in BASE_SYSTEM))
+    for name in (*BASE_SYSTEM, "available"):
+        (admin / ("available" if name == "available" else f"info/{name}.list")).touch()
+    _stand_in(tmp_path / "bin" / "systemctl", f'echo "$*" >> {calls}')
+    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+    dpkg = ["dpkg", f"--root={root}", "--force-script-chrootless", "--force-unsafe-io", "--log=/dev/null"]
+    names = ("kubernetes-cni", "kubelet", "kubeadm", "kubectl")
+    installed = subprocess.run([*dpkg, "-i", *(str(_deb(served, name)) for name in names)], env=env,
+                               capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    listed = subprocess.run(["dpkg-query", f"--admindir={admin}", "-W", "-f", "${Package} ${db:Status-Abbrev}\n",
+                             *names], capture_output=True, text=True, check=True).stdout
+    assert dict(line.split() for line in listed.splitlines()) == dict.fromkeys(names, "ii")
+    said = subprocess.run([str(root / "usr/bin/kubeadm"), "version", "-o", "short"], capture_output=True, text=True)
+    assert said.stdout.strip() == f"v{served.version}"
+    removed = subprocess.run([*dpkg, "--remove", "kubeadm", "kubelet"], env=env, capture_output=True, text=True)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert not (root / "usr/bin/kubelet").exists() and (root / "etc/default/kubelet").is_file()  # a conffile
+    assert not calls.exists()
+
+
 # --- the repository, through apt ------------------------------------------------------------------------------
 
 
