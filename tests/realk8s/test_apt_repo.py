@@ -78,7 +78,6 @@ def stand_in_bin_dirs(top: Path, version: str) -> list[Path]:
 class Served:
     repo: apt_repo.Repository
     version: str
-    real: bool
     url: str  # the deb line's URL of the repository
     gnupghome: Path
     apt_script: Path
@@ -89,18 +88,19 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     missing = _missing_tools()
     if missing:
         pytest.fail(f"{', '.join(missing)} missing: sudo make deps installs them (apt-utils, gnupg, curl)")
-    real = request.param == "real"
     top = tmp_path_factory.mktemp(f"apt-repo-{request.param}")
-    bins = real_bin_dirs() if real else stand_in_bin_dirs(top / "cache", REAL_VERSION)
+    bins = real_bin_dirs() if request.param == "real" else stand_in_bin_dirs(top / "cache", REAL_VERSION)
     gnupghome = top / "gnupg"
-    fingerprint = apt_repo.make_signing_key(gnupghome)
-    repo = apt_repo.build_repository(REAL_VERSION, bins, top / "www", gnupghome, fingerprint)
     script = top / "k8sseed-apt"
     script.write_text(render_static("k8sseed-apt.sh.j2"))
     script.chmod(0o755)
-    with apt_repo.serve(repo.root) as server:
-        yield Served(repo, REAL_VERSION, real, repo.url(server.url), gnupghome, script)
-    apt_repo.stop_gpg_agent(gnupghome)
+    try:
+        fingerprint = apt_repo.make_signing_key(gnupghome)
+        repo = apt_repo.build_repository(REAL_VERSION, bins, top / "www", gnupghome, fingerprint)
+        with apt_repo.serve(repo.root) as server:
+            yield Served(repo, REAL_VERSION, repo.url(server.url), gnupghome, script)
+    finally:
+        apt_repo.stop_gpg_agent(gnupghome)
 
 
 @dataclass(frozen=True)
@@ -120,15 +120,19 @@ class Apt:
 BASE_SYSTEM = ("mount", "util-linux")
 
 
+def dpkg_status(installed: tuple[str, ...]) -> str:
+    arch = apt_repo.host_architecture()
+    return "".join(f"Package: {name}\nStatus: install ok installed\nPriority: required\nSection: admin\n"
+                   f"Maintainer: test <test@k8sseed.test>\nArchitecture: {arch}\nVersion: 1.0-1\n"
+                   "Description: stand-in\n\n" for name in installed)
+
+
 def private_apt(top: Path, sources: str, installed: tuple[str, ...] = BASE_SYSTEM) -> Apt:
     """apt-get/apt-cache reading and writing only below top (nothing of the host's apt configuration or state)."""
     for sub in ("empty", "conf.d", "lists/partial", "cache/archives/partial", "state", "log"):
         (top / sub).mkdir(parents=True, exist_ok=True)
     arch = apt_repo.host_architecture()
-    (top / "status").write_text("".join(
-        f"Package: {name}\nStatus: install ok installed\nPriority: required\nSection: admin\nInstalled-Size: 1\n"
-        f"Maintainer: test <test@k8sseed.test>\nArchitecture: {arch}\nVersion: 1.0-1\nDescription: stand-in\n\n"
-        for name in installed))
+    (top / "status").write_text(dpkg_status(installed))
     (top / "sources.list").write_text(sources)
     conf = {
         "Dir::Etc::Main": "/dev/null", "Dir::Etc::Parts": top / "conf.d",
@@ -246,12 +250,10 @@ def test_dpkg_installs_and_removes_them_in_a_scratch_root(served, tmp_path):
     admin = root / "var/lib/dpkg"
     for sub in ("info", "updates", "triggers"):
         (admin / sub).mkdir(parents=True)
-    arch = apt_repo.host_architecture()
-    (admin / "status").write_text("".join(
-        f"Package: {name}\nStatus: install ok installed\nPriority: required\nMaintainer: t <t@k8sseed.test>\n"
-        f"Architecture: {arch}\nVersion: 1.0-1\nDescription: stand-in\n\n" for name in BASE_SYSTEM))
-    for name in (*BASE_SYSTEM, "available"):
-        (admin / ("available" if name == "available" else f"info/{name}.list")).touch()
+    (admin / "status").write_text(dpkg_status(BASE_SYSTEM))
+    (admin / "available").touch()
+    for name in BASE_SYSTEM:
+        (admin / "info" / f"{name}.list").touch()
     _stand_in(tmp_path / "bin" / "systemctl", f'echo "$*" >> {calls}')
     env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
     dpkg = ["dpkg", f"--root={root}", "--force-script-chrootless", "--force-unsafe-io", "--log=/dev/null"]
