@@ -520,7 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", required=True, help="the Kubernetes release, e.g. 1.36.5")
-    parser.add_argument("--bin", dest="bins", action="append", type=Path, default=[], required=True,
+    parser.add_argument("--bin", dest="bins", metavar="DIR", action="append", type=Path, default=[], required=True,
                         help="a bin directory of tests/realk8s/build.sh's cache (repeat)")
     parser.add_argument("--out", type=Path, required=True, help="the repository root (what the server serves)")
     parser.add_argument("--gnupghome", type=Path, required=True,
@@ -536,6 +536,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.monotonic()
     try:
+        minor_of(args.version)
+        find_binaries(args.bins, args.cri_tools_version, args.cni_version)  # before a key is made for nothing
         fingerprint = args.key
         if fingerprint is None and not secret_key_fingerprints(args.gnupghome):
             fingerprint = make_signing_key(args.gnupghome)

@@ -8,10 +8,12 @@ lists, cache, dpkg status and trusted dirs), so the host's apt state is untouche
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -383,3 +385,24 @@ def test_a_missing_bin_directory_is_named_with_the_make_target(tmp_path):
     with pytest.raises(apt_repo.RepoError, match=r"holds the CNI plugins \(loopback, host-local, bridge\): build it "
                                                   r"\(make real-k8s\)"):
         apt_repo.find_binaries(bins[:2])
+
+
+def test_command_line_makes_its_key_builds_and_prints_the_profile_settings(tmp_path):
+    """What `make real-k8s` runs: a GnuPG home without a key gets one; the output names the mirrors settings."""
+    bins = stand_in_bin_dirs(tmp_path / "cache", "1.36.5")
+    gnupghome, out = tmp_path / "gnupg", tmp_path / "www"
+    command = [sys.executable, str(Path(apt_repo.__file__)), "--version", "1.36.5", "--out", str(out),
+               "--gnupghome", str(gnupghome), *(arg for directory in bins for arg in ("--bin", str(directory)))]
+    try:
+        first = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert first.returncode == 0, first.stderr
+        [fingerprint] = apt_repo.secret_key_fingerprints(gnupghome)
+        assert f"made the signing key {fingerprint}" in first.stdout
+        settings = json.loads(first.stdout.splitlines()[-1].split("mirrors: ", 1)[1])
+        assert settings == apt_repo.mirror_settings("http://HOST:PORT", fingerprint)
+        again = subprocess.run(command, capture_output=True, text=True, timeout=120)  # the same key signs again
+        assert again.returncode == 0 and "made the signing key" not in again.stdout
+        assert apt_repo.secret_key_fingerprints(gnupghome) == [fingerprint]
+    finally:
+        apt_repo.stop_gpg_agent(gnupghome)
+    assert (out / "core:/stable:/v1.36/deb/InRelease").is_file()
