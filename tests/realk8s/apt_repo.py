@@ -39,7 +39,8 @@ KUBERNETES_TOOLS = ("kubeadm", "kubelet", "kubectl")
 CNI_MARKERS = ("loopback", "host-local", "bridge")
 MAINTAINER = "k8sseed real-k8s test packages <real-k8s@k8sseed.test>"
 HOMEPAGE = "https://kubernetes.io"
-UNIT_DIR = "usr/lib/systemd/system"
+# debbuild's %{_unitdir} in upstream's debs (/lib/... on Debian 12, kubernetes/website#45529).
+UNIT_DIR = "lib/systemd/system"
 SIGNING_UID = "k8sseed real-k8s test repository <real-k8s@k8sseed.test>"
 # dpkg-deb's level per compressor. gzip -1 (every dpkg reads it): 105 MB of kube-apiserver in 4.5 s to 34 MB on
 # 2 loaded cores, where dpkg-deb's default -9 takes 27 s for 30 MB; zstd (dpkg >= 1.21.18: Debian 12, Ubuntu

@@ -189,9 +189,9 @@ def _deb(served: Served, name: str) -> Path:
 
 def test_packages_hold_upstreams_paths(served):
     assert deb_paths(_deb(served, "kubeadm")) == {
-        "/usr/bin/kubeadm", "/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf"}
+        "/usr/bin/kubeadm", "/lib/systemd/system/kubelet.service.d/10-kubeadm.conf"}
     assert deb_paths(_deb(served, "kubelet")) == {
-        "/usr/bin/kubelet", "/usr/lib/systemd/system/kubelet.service", "/etc/default/kubelet",
+        "/usr/bin/kubelet", "/lib/systemd/system/kubelet.service", "/etc/default/kubelet",
         "/var/lib/kubelet/.kubelet-keep", "/etc/kubernetes/manifests/.kubelet-keep"}
     assert deb_paths(_deb(served, "kubectl")) == {"/usr/bin/kubectl"}
     assert deb_paths(_deb(served, "cri-tools")) == {"/usr/bin/crictl"}
@@ -220,7 +220,7 @@ def test_kubelet_unit_with_kubeadms_drop_in_passes_systemd_analyze_verify(served
     root = tmp_path / "root"
     for name in ("kubelet", "kubeadm"):
         subprocess.run(["dpkg-deb", "-x", str(_deb(served, name)), str(root)], check=True)
-    units = root / "usr/lib/systemd/system"
+    units = root / "lib/systemd/system"
     # The targets the unit orders itself after, from this machine; the unit and its binary from the packages.
     for target in Path("/usr/lib/systemd/system").glob("*.target"):
         shutil.copy(target, units / target.name)
