@@ -304,12 +304,18 @@ def binary_versions(kubernetes: Path) -> dict[str, str]:
     }
 
 
-def check_release(version: str, kubernetes: Path) -> None:
-    """The node refuses a kubeadm/kubelet/kubectl of another release than the profile's: so does the packaging."""
-    wrong = {tool: said for tool, said in binary_versions(kubernetes).items() if said != f"v{version}"}
+def check_release(version: str, binaries: Binaries) -> None:
+    """The node refuses a kubeadm/kubelet/kubectl of another release than the profile's: so does the packaging;
+    and cri-tools is packaged as the version its crictl says it is."""
+    wrong = {tool: said for tool, said in binary_versions(binaries.kubernetes).items() if said != f"v{version}"}
     if wrong:
         said = ", ".join(f"{tool} says {said or '(nothing)'}" for tool, said in wrong.items())
-        raise RepoError(f"the binaries in {kubernetes} are not Kubernetes v{version}: {said}")
+        raise RepoError(f"the binaries in {binaries.kubernetes} are not Kubernetes v{version}: {said}")
+    crictl = subprocess.run([str(binaries.crictl / "crictl"), "--version"], capture_output=True, text=True,
+                            timeout=60).stdout.strip()
+    if crictl != f"crictl version v{binaries.cri_tools_version}":
+        raise RepoError(f"{binaries.crictl / 'crictl'} says '{crictl}', not crictl version "
+                        f"v{binaries.cri_tools_version}: fix the folder name or give --cri-tools-version")
 
 
 # --- building -------------------------------------------------------------------------------------------------
@@ -460,7 +466,7 @@ def build_repository(version: str, bin_dirs: Sequence[Path], root: Path, gnupgho
     binaries = find_binaries(bin_dirs, cri_tools_version, cni_version)
     arch = arch or host_architecture()
     if arch == host_architecture():
-        check_release(version, binaries.kubernetes)
+        check_release(version, binaries)
     if fingerprint is None:
         found = secret_key_fingerprints(gnupghome)
         if len(found) != 1:

@@ -380,6 +380,14 @@ def test_binaries_of_another_release_are_refused(tmp_path):
         apt_repo.build_repository("1.36.5", bins, tmp_path / "www", tmp_path / "gnupg", "0" * 40)
 
 
+def test_crictl_of_another_version_than_its_folder_says_is_refused(tmp_path):
+    bins = stand_in_bin_dirs(tmp_path, "1.36.5")
+    with pytest.raises(apt_repo.RepoError, match=r"bin/crictl says 'crictl version v1\.34\.0', not crictl version "
+                                                  r"v1\.35\.0: fix the folder name or give --cri-tools-version"):
+        apt_repo.build_repository("1.36.5", bins, tmp_path / "www", tmp_path / "gnupg", "0" * 40,
+                                  cri_tools_version="1.35.0")
+
+
 def test_a_missing_bin_directory_is_named_with_the_make_target(tmp_path):
     bins = stand_in_bin_dirs(tmp_path, "1.36.5")
     with pytest.raises(apt_repo.RepoError, match=r"holds the CNI plugins \(loopback, host-local, bridge\): build it "
