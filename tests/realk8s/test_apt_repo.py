@@ -39,9 +39,9 @@ def _missing_tools() -> list[str]:
     return [tool for tool in TOOLS if shutil.which(tool) is None]
 
 
-def real_bin_dirs() -> list[Path]:
+def real_bin_dirs(version: str = REAL_VERSION) -> list[Path]:
     """The finished folders of build.sh's cache (each has its stamp once built), or a skip naming make real-k8s."""
-    wanted = {"Kubernetes": f"kubernetes-{REAL_VERSION}", "cri-tools": "cri-tools-*", "CNI plugins": "cni-plugins-*"}
+    wanted = {"Kubernetes": f"kubernetes-{version}", "cri-tools": "cri-tools-*", "CNI plugins": "cni-plugins-*"}
     found, missing = [], []
     for what, pattern in wanted.items():
         built = sorted(d for d in REAL_CACHE.glob(pattern) if (d / "stamp").is_file() and (d / "bin").is_dir())
@@ -344,23 +344,31 @@ def test_update_fails_when_the_repository_is_signed_by_another_key(served, tmp_p
     assert not list((tmp_path / "apt" / "lists").glob("*_Packages*"))
 
 
-# --- stand-ins only: what the repository builder refuses, and minors side by side --------------------------------
+# --- minors side by side; what the repository builder refuses (stand-ins) ------------------------------------
 
 
-def test_minors_and_patches_live_side_by_side_in_one_root(tmp_path):
+# Stand-ins: two patches of 1.36 and one of 1.35; real: the releases the VM proof uses, when both are built.
+SIDE_BY_SIDE = {"stand-in": ("1.36.5", "1.35.4", "1.36.4"), "real": ("1.36.5", "1.35.4")}
+
+
+@pytest.mark.parametrize("flavour", ["stand-in", pytest.param("real", marks=pytest.mark.realk8s)])
+def test_minors_and_patches_live_side_by_side_in_one_root(flavour, tmp_path):
     if _missing_tools():
         pytest.fail(f"{', '.join(_missing_tools())} missing: sudo make deps installs them")
+    versions = SIDE_BY_SIDE[flavour]
+    bins = {v: real_bin_dirs(v) if flavour == "real" else stand_in_bin_dirs(tmp_path / v, v) for v in versions}
     gnupghome = tmp_path / "gnupg"
     fingerprint = apt_repo.make_signing_key(gnupghome)
     try:
         root = tmp_path / "www"
-        for version in ("1.36.5", "1.35.4", "1.36.4"):
-            apt_repo.build_repository(version, stand_in_bin_dirs(tmp_path / version, version), root, gnupghome,
-                                      fingerprint)
+        for version in versions:
+            apt_repo.build_repository(version, bins[version], root, gnupghome, fingerprint)
         keyring = tmp_path / "key.gpg"
         keyring.write_bytes(apt_repo.gpg(gnupghome, "--export", fingerprint, text=False).stdout)
         with apt_repo.serve(root) as server:
-            for minor, carried in (("1.36", ["1.36.5-1.1", "1.36.4-1.1"]), ("1.35", ["1.35.4-1.1"])):
+            for minor in sorted({apt_repo.minor_of(v) for v in versions}):
+                newest_first = sorted(versions, key=lambda v: tuple(map(int, v.split("."))), reverse=True)
+                carried = [f"{v}-1.1" for v in newest_first if apt_repo.minor_of(v) == minor]
                 url = f"{server.url}/{apt_repo.repository_path(minor)}/"
                 apt = private_apt(tmp_path / f"apt-{minor}", f"deb [signed-by={keyring}] {url} /\n")
                 assert apt.run("apt-get", "update", "-q").returncode == 0
