@@ -340,7 +340,7 @@ def _control(package: Package, arch: str, installed_kib: int) -> str:
 
 def _place(source: Path, dest: Path, mode: int) -> None:
     """A hard link where the cache and the staging directory share a file system and the mode is already right
-    (the binaries weigh ~250 MB; a chmod through the link would change the cache's file), a copy otherwise."""
+    (a release's binaries weigh ~310 MB; a chmod through the link would change the cache's file), else a copy."""
     if source.stat().st_mode & 0o7777 == mode:
         with contextlib.suppress(OSError):
             os.link(source, dest)
