@@ -39,16 +39,22 @@ def _missing_tools() -> list[str]:
     return [tool for tool in TOOLS if shutil.which(tool) is None]
 
 
+def _finished(folder: Path) -> bool:
+    """build.sh writes the stamp after the last binary; a rebuild empties bin/ first but leaves the old stamp."""
+    stamp, bin_dir = folder / "stamp", folder / "bin"
+    return stamp.is_file() and bin_dir.is_dir() and stamp.stat().st_mtime >= bin_dir.stat().st_mtime
+
+
 def real_bin_dirs(version: str = REAL_VERSION) -> list[Path]:
-    """The finished folders of build.sh's cache (each has its stamp once built), or a skip naming make real-k8s."""
+    """The finished folders of build.sh's cache, or a skip naming make real-k8s."""
     wanted = {"Kubernetes": f"kubernetes-{version}", "cri-tools": "cri-tools-*", "CNI plugins": "cni-plugins-*"}
     found, missing = [], []
     for what, pattern in wanted.items():
-        built = sorted(d for d in REAL_CACHE.glob(pattern) if (d / "stamp").is_file() and (d / "bin").is_dir())
+        built = sorted(d for d in REAL_CACHE.glob(pattern) if _finished(d))
         if built:
             found.append(built[-1] / "bin")
         else:
-            missing.append(f"{what} ({REAL_CACHE}/{pattern})")
+            missing.append(f"{what} ({REAL_CACHE}/{pattern}: no stamp newer than its bin/)")
     if missing:
         pytest.skip(f"real binaries not built: {', '.join(missing)}: run `make real-k8s` "
                     "(tests/realk8s/build.sh; K8SSEED_REAL_CACHE moves the cache)")
