@@ -1,7 +1,8 @@
 """The real-k8s apt repository (tests/realk8s/apt_repo.py), proven with the node's own tools and real apt.
 
-Each test runs twice: on stand-in executables (a second or two, in `make test`) and, marked realk8s, on the real
-binaries of tests/realk8s/build.sh's cache (`make real-k8s`; skipped, saying so, until they are built). The
+Each test of the repository runs twice: on stand-in executables (a few seconds, in `make test`) and, marked
+realk8s, on the real binaries of `make real-k8s` (skipped, saying so, until they are built; failed under
+`make test-real`). The
 repository is served on 127.0.0.1; apt reads only a test-made configuration (APT_CONFIG: its own sources,
 lists, cache, dpkg status and trusted dirs), so the host's apt state is untouched.
 """
@@ -21,14 +22,15 @@ from pathlib import Path
 import apt_repo
 import pytest
 import yaml
+from realk8s_support import CACHE, KUBERNETES_RELEASES, folder_of
 
 from k8sseed.profile.load import load_profile_text
 from k8sseed.templating import render_static
 
 REPO = Path(__file__).resolve().parents[2]
 
-REAL_CACHE = Path(os.environ.get("K8SSEED_REAL_CACHE", "/var/cache/k8sseed-real"))
-REAL_VERSION = "1.36.5"
+# The newest release tests/realk8s builds (1.36.5); the stand-ins take its number too.
+REAL_VERSION = KUBERNETES_RELEASES[0]
 TOOLS = ("apt-get", "apt-cache", "apt-ftparchive", "dpkg-deb", "gpg", "curl")
 
 # What the node does with the repository (k8sseed/templates/bootstrap.sh.j2, phase_kubernetes_packages).
@@ -46,19 +48,17 @@ def _finished(folder: Path) -> bool:
 
 
 def real_bin_dirs(version: str = REAL_VERSION) -> list[Path]:
-    """The finished folders of build.sh's cache, or a skip naming make real-k8s."""
-    wanted = {"Kubernetes": f"kubernetes-{version}", "cri-tools": "cri-tools-*", "CNI plugins": "cni-plugins-*"}
-    found, missing = [], []
-    for what, pattern in wanted.items():
-        built = sorted(d for d in REAL_CACHE.glob(pattern) if _finished(d))
-        if built:
-            found.append(built[-1] / "bin")
-        else:
-            missing.append(f"{what} ({REAL_CACHE}/{pattern}: no stamp newer than its bin/)")
+    """The bin directories of build.sh's cache for one release, or a skip naming make real-k8s (a failure under
+    make test-real)."""
+    folders = [f"kubernetes-{version}", folder_of("cri-tools-"), folder_of("cni-plugins-")]
+    missing = [folder for folder in folders if not _finished(CACHE / folder)]
     if missing:
-        pytest.skip(f"real binaries not built: {', '.join(missing)}: run `make real-k8s` "
-                    "(tests/realk8s/build.sh; K8SSEED_REAL_CACHE moves the cache)")
-    return found
+        reason = (f"{', '.join(str(CACHE / folder) for folder in missing)} not built (no stamp newer than its bin/): "
+                  f"run `make real-k8s` (tests/realk8s/build.sh {' '.join(missing)})")
+        if os.environ.get("K8SSEED_REQUIRE_REAL") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return [CACHE / folder / "bin" for folder in folders]
 
 
 def _stand_in(path: Path, script: str) -> None:
@@ -353,8 +353,8 @@ def test_update_fails_when_the_repository_is_signed_by_another_key(served, tmp_p
 # --- minors side by side; what the repository builder refuses (stand-ins) ------------------------------------
 
 
-# Stand-ins: two patches of 1.36 and one of 1.35; real: the releases the VM proof uses, when both are built.
-SIDE_BY_SIDE = {"stand-in": ("1.36.5", "1.35.4", "1.36.4"), "real": ("1.36.5", "1.35.4")}
+# Stand-ins: two patches of 1.36 and one of 1.35; real: every release tests/realk8s builds (1.36.5, 1.35.4).
+SIDE_BY_SIDE = {"stand-in": ("1.36.5", "1.35.4", "1.36.4"), "real": KUBERNETES_RELEASES}
 
 
 @pytest.mark.parametrize("flavour", ["stand-in", pytest.param("real", marks=pytest.mark.realk8s)])
