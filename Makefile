@@ -6,7 +6,7 @@ OUT    ?= out
 
 APT_PACKAGES = python3-venv python3-pip cloud-init shellcheck xorriso genisoimage bird2 keepalived haproxy \
                cloud-image-utils openssl systemd iproute2 curl frr pipx etcd-server etcd-client \
-               dnsmasq-base chromium jq ignition
+               dnsmasq-base chromium jq ignition gnupg apt-utils
 # wrk, ab (apache2-utils): bench/serve_load.py's closed loop and burst with C load generators (skipped without)
 BENCH_PACKAGES = wrk apache2-utils
 VM_PACKAGES  = qemu-system-x86 qemu-utils debootstrap e2fsprogs xorriso ipxe-qemu
