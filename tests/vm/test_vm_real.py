@@ -43,7 +43,7 @@ from images import Inputs, build_images, push_images  # noqa: E402
 from realk8s_support import CACHE, KUBERNETES_RELEASES, folder_of, real_bin  # noqa: E402
 from registry import make_test_ca, start_registry, stop_registry  # noqa: E402
 
-pytestmark = pytest.mark.vm_real
+pytestmark = [pytest.mark.vm, pytest.mark.vm_real]
 
 K8SSEED = str(Path(sys.executable).parent / "k8sseed")
 RELEASE = KUBERNETES_RELEASES[0] if KUBERNETES_RELEASES else "none"
