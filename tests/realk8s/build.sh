@@ -8,6 +8,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cache="${K8SSEED_REAL_CACHE:-/var/cache/k8sseed-real}"
 export CGO_ENABLED=0 GOFLAGS=-mod=readonly
+# Part of every stamp: raise it when a change here changes what gets built (flags, names), so that all rebuild.
+STAMP_FORMAT=2
 
 # Upstream's hack/lib/version.sh stamps the release into these variables; kubeadm picks its image tags
 # and version checks from them, so an unstamped build would ask for images of "v0.0.0-master".
@@ -37,7 +39,7 @@ build_folder() {
     local dir="$1" name stamp out tools path version info commit date ldflags="-s -w"
     name="$(basename "$dir")"
     out="$cache/$name/bin"
-    stamp="$(cat "$dir/go.mod" "$dir/go.sum" "$0" | sha256sum | cut -c1-16)"
+    stamp="$(cat "$dir/go.mod" "$dir/go.sum" | sha256sum | cut -c1-16)-$STAMP_FORMAT"
     if [[ -f "$dir/ldflags" ]]; then stamp="$(cat "$dir/ldflags" - <<<"$stamp" | sha256sum | cut -c1-16)"; fi
     if [[ -f "$cache/$name/stamp" && "$(cat "$cache/$name/stamp")" == "$stamp" ]]; then
         echo "real-k8s: $name is built already ($out)"
@@ -57,6 +59,7 @@ print("\n".join(t["Path"] for t in json.load(sys.stdin)["Tool"]))')
     if [[ -f "$dir/ldflags" ]]; then ldflags+=" $(cat "$dir/ldflags")"; fi
     echo "real-k8s: $name: downloading the modules of $path $version"
     (cd "$dir" && go mod download)
+    rm -f "$cache/$name/stamp"  # no stamp while bin/ is being rebuilt: readers never take a half-built folder
     rm -rf "$out" && mkdir -p "$out"
     local i=0 started=$SECONDS tool
     for tool in "${tools[@]}"; do
