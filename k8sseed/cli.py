@@ -138,6 +138,8 @@ def init(directory: Path, name: str | None, endpoint: str | None, version: str |
         _fail(f"cannot write the starter profile into {directory}: {exc.strerror or exc}")
     for warning in loaded.warnings:
         _warn(warning)
+    if starter.note:
+        click.echo(f"note: {starter.note}")
     click.echo(f"wrote {profile} (Kubernetes {starter.version}, {len(starter.nodes)} nodes) and {secret} "
                "(keep the secret private: it derives every CA and token)")
 
