@@ -338,7 +338,7 @@ def _odd_inputs(tmp: Path) -> list[tuple[str, list[str], int, str]]:
         ("build-below-a-file", ["build", ref, "-o", str(tmp / "a-file" / "out"), "--secret", str(secret)], 1,
          "is not a directory"),
         ("build-missing-secret", ["build", ref, "-o", str(tmp / "o1"), "--secret", str(tmp / "nope.secret")], 1,
-         "cluster secret not found"),
+         "no such file (--secret)"),
         ("build-open-secret", ["build", ref, "-o", str(tmp / "o2"), "--secret", str(tmp / "open.secret")], 1,
          "chmod 600"),
         ("build-invalid-profile", ["build", str(tmp / "bad.yaml"), "-o", str(tmp / "o3"), "--secret", str(secret)],
