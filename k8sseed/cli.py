@@ -79,6 +79,20 @@ def cli() -> None:
     """Turn one cluster profile into self-bootstrapping cloud-init seeds for a kubeadm cluster."""
 
 
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def _ask_for_ssh_key() -> tuple[str, ...]:
+    """init without --ssh-key at a terminal: ask once, offering the user's own public key when there is one."""
+    home = Path.home() / ".ssh"
+    offered = next((str(home / n) for n in ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub") if (home / n).is_file()),
+                   "")
+    answer = click.prompt("SSH public key for the 'ops' user on the nodes (a .pub file or the key text; "
+                          "'-' for none: nobody can log in)", default=offered or "-", show_default=True)
+    return () if answer.strip() in ("", "-") else (answer.strip(),)
+
+
 @cli.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", help="Cluster name (default: the directory's name).")
@@ -88,7 +102,7 @@ def cli() -> None:
               help="Kubernetes release (default: the newest release k8sseed knows of).")
 @click.option("--ssh-key", "ssh_keys", multiple=True, metavar="FILE|KEY",
               help="Public key (a file such as ~/.ssh/id_ed25519.pub, or the key text) for the 'ops' user; "
-                   "repeatable.")
+                   "repeatable. Without it, init asks at a terminal.")
 @click.option("--nodes", metavar="SPEC", help=NODES_HELP)
 def init(directory: Path, name: str | None, endpoint: str | None, version: str | None, ssh_keys: tuple[str, ...],
          nodes: str | None) -> None:
@@ -108,6 +122,8 @@ def init(directory: Path, name: str | None, endpoint: str | None, version: str |
     cluster = name or re.sub(r"[^a-z0-9-]+", "-", directory.absolute().name.lower()).strip("-") or "cluster"
     if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", cluster):
         _fail(f"'{cluster}' is not a valid cluster name: use lower-case letters, digits and '-'")
+    if not ssh_keys and _interactive():
+        ssh_keys = _ask_for_ssh_key()
     try:
         starter = make_starter(endpoint, nodes, version, ssh_keys)
     except StarterError as exc:
@@ -139,6 +155,10 @@ def init(directory: Path, name: str | None, endpoint: str | None, version: str |
         _fail(f"cannot write the starter profile into {directory}: {exc.strerror or exc}")
     for warning in loaded.warnings:
         _warn(warning)
+    if not starter.ssh_keys:  # acknowledged in the profile: said here once, not by every later command
+        _warn(ProfileWarning("no-login-user", "no SSH key (--ssh-key), so nobody can log in to the nodes to debug a "
+                                              f"failed bootstrap: add one under os.users[0].sshAuthorizedKeys in "
+                                              f"{profile} (the profile acknowledges this warning until then)"))
     if starter.note:
         click.echo(f"note: {starter.note}")
     click.echo(f"wrote {profile} (Kubernetes {starter.version}, {plural(len(starter.nodes), 'node')}) and {secret} "
