@@ -83,13 +83,20 @@ def _counted(text: str, endpoint: str) -> tuple[StarterNode, ...]:
     return tuple(nodes)
 
 
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _node_network(endpoint: str) -> ipaddress.IPv4Network:
     """The endpoint address's /24, or the placeholder network when the endpoint is a DNS name."""
     host = endpoint.partition(":")[0]
-    try:
+    if _is_address(host):
         return ipaddress.IPv4Network(f"{host}/24", strict=False)
-    except ValueError:
-        return ipaddress.IPv4Network(PLACEHOLDER_NETWORK)
+    return ipaddress.IPv4Network(PLACEHOLDER_NETWORK)
 
 
 def _listed(text: str) -> tuple[StarterNode, ...]:
@@ -147,8 +154,9 @@ def make_starter(endpoint: str | None, nodes: str | None, version: str | None,
     if _COUNTS.fullmatch(spec):
         endpoint = endpoint or DEFAULT_ENDPOINT
         listed, placeholders = _counted(spec, endpoint), True
-        if str(_node_network(endpoint)) == PLACEHOLDER_NETWORK and not endpoint.startswith("10.20.0."):
-            note = (f"the endpoint {endpoint.partition(':')[0]} is a DNS name, so the nodes got placeholder addresses "
+        host = endpoint.partition(":")[0]
+        if not _is_address(host):
+            note = (f"the endpoint {host} is a DNS name, so the nodes got placeholder addresses "
                     f"in {PLACEHOLDER_NETWORK}: edit nodes[].ip, nodes[].mac and network.gateway in the profile, "
                     "or run init again with --nodes NAME=IP/PREFIX@MAC,...")
     else:
