@@ -31,7 +31,7 @@ disable_new_units() {
   local -a added
   mapfile -t added < <(comm -13 <(printf '%s\n' "$before") <(enabled_units) | sed '/^$/d')
   for unit in "${added[@]}"; do
-    systemctl disable --quiet "$unit"
+    systemctl disable --quiet "$unit" || echo "apt-install-disabled: could not disable $unit: disable it by hand" >&2
     if [[ -d $SYSTEMD_RUNNING_MARK ]]; then
       systemctl stop "$unit" || true
     fi
