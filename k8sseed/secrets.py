@@ -107,13 +107,14 @@ def _missing_secret_message(path: Path, given: bool) -> str:
         neighbours = []
     if given:
         if not path.parent.is_dir():
-            return f"{path}: no such file (--secret): {path.parent} does not exist either; check the path"
+            return (f"{path}: cluster secret not found (no such file, given with --secret): {path.parent} does not "
+                    "exist either; check the path")
         beside = ""
         if neighbours:
             shown = ", ".join(p.name for p in neighbours[:5])
             beside = f"; {path.parent} holds {shown}: if {'that is' if len(neighbours) == 1 else 'one of them is'} " \
                      "this cluster's secret, give it"
-        return f"{path}: no such file (--secret): check the path{beside}"
+        return f"{path}: cluster secret not found (no such file, given with --secret): check the path{beside}"
     if neighbours:
         if len(neighbours) == 1:
             hint = f"{neighbours[0]} is beside it: if that is this cluster's secret, pass --secret {neighbours[0]}."

@@ -12,7 +12,8 @@ SOLO = PROFILES / "single-node.yaml"
 def test_an_explicit_missing_secret_is_not_told_to_pass_secret(tmp_path):
     result = run_cli("build", str(SOLO), "-o", str(tmp_path / "out"), "--secret", str(tmp_path / "missing.secret"))
     assert result.returncode == 1
-    assert f"{tmp_path / 'missing.secret'}: no such file (--secret): check the path" in result.stderr
+    assert (f"{tmp_path / 'missing.secret'}: cluster secret not found (no such file, given with --secret): check the "
+            "path") in result.stderr
     assert "pass --secret FILE" not in result.stderr
     deeper = run_cli("build", str(SOLO), "-o", str(tmp_path / "out"), "--secret", "/path/missing.secret")
     assert "/path does not exist either" in deeper.stderr and "pass --secret" not in deeper.stderr

@@ -32,8 +32,7 @@ def host_problem(host: str) -> str | None:
 
 
 def endpoint_problem(endpoint: str) -> str | None:
-    """host_problem for HOST[:PORT], or what is wrong with the port."""
-    host, colon, port = endpoint.partition(":")
-    if colon and not (port.isdigit() and 1 <= int(port) <= 65535):
-        return f"port '{port}' is not a number from 1 to 65535"
-    return host_problem(host)
+    """host_problem for the host of HOST[:PORT]; None for anything not of that shape (the schema's words say it)."""
+    if not re.fullmatch(r"[^:/\s]+(:[0-9]{1,5})?", endpoint):
+        return None
+    return host_problem(endpoint.partition(":")[0])
