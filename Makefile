@@ -25,12 +25,14 @@ $(BIN)/k8sseed: setup.cfg pyproject.toml
 
 install: $(BIN)/k8sseed
 
+# Installed without starting any daemon, and every unit the packages enable is left disabled (etcd, frr, bird,
+# haproxy, keepalived: the tests run them as programs, never as services). README: "make deps".
 deps:
 	apt-get update -q
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES) $(BENCH_PACKAGES)
+	tools/apt-install-disabled.sh $(APT_PACKAGES) $(BENCH_PACKAGES)
 
 e2e-deps: deps
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(VM_PACKAGES) $(REAL_PACKAGES)
+	tools/apt-install-disabled.sh $(VM_PACKAGES) $(REAL_PACKAGES)
 
 # Build the reference cluster's seeds into $(OUT)/reference with a demo secret kept beside it.
 demo: install

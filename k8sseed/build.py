@@ -13,6 +13,7 @@ from k8sseed.components.sysext import ignition_only
 from k8sseed.errors import OutputError, ProfileWarning, UsageError
 from k8sseed.pki import derive_pki
 from k8sseed.plan import ClusterPlan, make_plan
+from k8sseed.plural import plural
 from k8sseed.profile import load_profile
 from k8sseed.router_configs import router_configs
 from k8sseed.runbook import addition_steps, removal_steps, render_runbook
@@ -53,6 +54,7 @@ class BuildResult:
     rows: tuple[NodeRow, ...] = ()
     removed: tuple[str, ...] = ()  # nodes of the previous build that this one no longer has
     runbook: str = ""  # how to take those nodes out of the running cluster (k8sseed/runbook.py)
+    created_parents: tuple[Path, ...] = ()  # directories above OUT that did not exist and the build made
 
 
 def default_secret_path(profile_path: Path) -> Path:
@@ -136,7 +138,7 @@ def _losses(target: Path, previous: dict | None, plan: ClusterPlan) -> list[str]
     names = [n.get("name") for n in previous.get("nodes", []) if isinstance(n, dict)]
     listed = ", ".join(str(n) for n in names[:6]) + (", ..." if len(names) > 6 else "")
     if old_name != plan.profile.cluster.name:
-        losses.append(f"the seeds of another cluster, '{old_name}' ({len(names)} nodes: {listed}); "
+        losses.append(f"the seeds of another cluster, '{old_name}' ({plural(len(names), 'node')}: {listed}); "
                       f"this profile is cluster '{plan.profile.cluster.name}'")
     elif old_ca and old_ca != plan.pki.ca_cert_hash:
         losses.append(f"the seeds of cluster '{old_name}' built with another cluster secret (CA {old_ca}; this "
@@ -171,6 +173,7 @@ def build(profile_path: Path, secret_path: Path | SecretSource, out: Path, force
     if expired:
         notes.append(expired)
     written = 0
+    created_parents = tuple(p for p in reversed(target.parents) if not p.exists() and not p.is_symlink())
     with atomic_output_dir(target) as tmp:
         isos: dict[str, tuple[str | None, str | None]] = {}
         ignition: dict[str, str] = {}
@@ -199,4 +202,4 @@ def build(profile_path: Path, secret_path: Path | SecretSource, out: Path, force
     removed = tuple(removed_nodes(previous, summary))
     runbook = render_runbook(removal_steps(previous, plan.profile), plan.profile,
                              addition_steps(previous, plan.profile, str(profile_path))) if previous else ""
-    return BuildResult(out, len(plan.nodes), written, tuple(notes), target, rows, removed, runbook)
+    return BuildResult(out, len(plan.nodes), written, tuple(notes), target, rows, removed, runbook, created_parents)

@@ -14,6 +14,7 @@ import click
 
 from k8sseed import __version__
 from k8sseed.errors import OutputError, ProfileError, ProfileWarning, SecretError, UsageError
+from k8sseed.plural import plural
 from k8sseed.profile.model import Role
 
 EXIT_PROFILE = 2
@@ -79,6 +80,20 @@ def cli() -> None:
     """Turn one cluster profile into self-bootstrapping cloud-init seeds for a kubeadm cluster."""
 
 
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def _ask_for_ssh_key() -> tuple[str, ...]:
+    """init without --ssh-key at a terminal: ask once, offering the user's own public key when there is one."""
+    home = Path.home() / ".ssh"
+    offered = next((str(home / n) for n in ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub") if (home / n).is_file()),
+                   "")
+    answer = click.prompt("SSH public key for the 'ops' user on the nodes (a .pub file or the key text; "
+                          "'-' for none: nobody can log in)", default=offered or "-", show_default=True)
+    return () if answer.strip() in ("", "-") else (answer.strip(),)
+
+
 @cli.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", help="Cluster name (default: the directory's name).")
@@ -88,7 +103,7 @@ def cli() -> None:
               help="Kubernetes release (default: the newest release k8sseed knows of).")
 @click.option("--ssh-key", "ssh_keys", multiple=True, metavar="FILE|KEY",
               help="Public key (a file such as ~/.ssh/id_ed25519.pub, or the key text) for the 'ops' user; "
-                   "repeatable.")
+                   "repeatable. Without it, init asks at a terminal.")
 @click.option("--nodes", metavar="SPEC", help=NODES_HELP)
 def init(directory: Path, name: str | None, endpoint: str | None, version: str | None, ssh_keys: tuple[str, ...],
          nodes: str | None) -> None:
@@ -108,6 +123,8 @@ def init(directory: Path, name: str | None, endpoint: str | None, version: str |
     cluster = name or re.sub(r"[^a-z0-9-]+", "-", directory.absolute().name.lower()).strip("-") or "cluster"
     if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", cluster):
         _fail(f"'{cluster}' is not a valid cluster name: use lower-case letters, digits and '-'")
+    if not ssh_keys and _interactive():
+        ssh_keys = _ask_for_ssh_key()
     try:
         starter = make_starter(endpoint, nodes, version, ssh_keys)
     except StarterError as exc:
@@ -139,7 +156,13 @@ def init(directory: Path, name: str | None, endpoint: str | None, version: str |
         _fail(f"cannot write the starter profile into {directory}: {exc.strerror or exc}")
     for warning in loaded.warnings:
         _warn(warning)
-    click.echo(f"wrote {profile} (Kubernetes {starter.version}, {len(starter.nodes)} nodes) and {secret} "
+    if not starter.ssh_keys:  # acknowledged in the profile: said here once, not by every later command
+        _warn(ProfileWarning("no-login-user", "no SSH key (--ssh-key), so nobody can log in to the nodes to debug a "
+                                              f"failed bootstrap: add one under os.users[0].sshAuthorizedKeys in "
+                                              f"{profile} (the profile acknowledges this warning until then)"))
+    if starter.note:
+        click.echo(f"note: {starter.note}")
+    click.echo(f"wrote {profile} (Kubernetes {starter.version}, {plural(len(starter.nodes), 'node')}) and {secret} "
                "(keep the secret private: it derives every CA and token)")
 
 
@@ -159,8 +182,8 @@ def validate(profile: Path) -> None:
     p = loaded.profile
     click.echo(f"{profile}: valid: cluster {p.cluster.name}, Kubernetes {p.cluster.kubernetes_version}, "
                f"{sum(n.is_control_plane for n in p.nodes)} control-plane and "
-               f"{sum(n.role is Role.WORKER for n in p.nodes)} worker nodes"
-               + (f", {sum(n.is_etcd for n in p.nodes)} etcd nodes" if p.external_etcd else ""))
+               f"{plural(sum(n.role is Role.WORKER for n in p.nodes), 'worker node')}"
+               + (f", {plural(sum(n.is_etcd for n in p.nodes), 'etcd node')}" if p.external_etcd else ""))
     if p.os_family == "flatcar":
         click.echo("note: boot the nodes from Flatcar Container Linux 3185.0.0 or newer with OUT/<node>.ign as their "
                    "Ignition config (Ignition runs on the first boot only)")
@@ -242,7 +265,10 @@ def build(profile: Path, out: Path, secret: Path | None, secret_cmd: str | None,
     for warning in result.warnings:
         _warn(warning)
     where = result.out if result.target == result.out.absolute() else f"{result.out} (a link to {result.target})"
-    click.echo(f"built {result.nodes} seeds into {where} ({result.bytes_written} bytes)")
+    click.echo(f"built {plural(result.nodes, 'seed')} into {where} ({result.bytes_written} bytes)")
+    if result.created_parents:
+        click.echo(f"note: created {', '.join(str(p) for p in result.created_parents)}, which did not exist, "
+                   f"to hold {result.out}")
     header = ("NODE", "ROLE", "IP", "MAC", "ORDER", "SINCE LAST BUILD")
     table = [header] + [(r.name, r.role, r.ip, r.mac or "-", str(r.bootstrap_order), r.change) for r in result.rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
@@ -402,7 +428,8 @@ def _inspect_out(out: Path, manifest: dict[str, Any], as_json: bool) -> None:
                                "caCertHash": manifest.get("caCertHash"), "bootstrapTokens": tokens,
                                "nodes": nodes}, indent=2))
         return
-    click.echo(f"{out}: cluster {manifest.get('clusterName')}, {len(nodes)} seeds, CA {manifest.get('caCertHash')}")
+    click.echo(f"{out}: cluster {manifest.get('clusterName')}, {plural(len(nodes), 'seed')}, "
+               f"CA {manifest.get('caCertHash')}")
     for token in tokens:
         click.echo(f"  bootstrap token {token['id']}: {token['lifetime']}")
     for node in nodes:
@@ -734,10 +761,13 @@ def diff(old: Path, new: Path, as_json: bool) -> None:
 @cli.command()
 @click.argument("profile", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("old", type=click.Path(file_okay=False, path_type=Path))
-def runbook(profile: Path, old: Path) -> None:
+@click.option("--secret", type=click.Path(dir_okay=False, path_type=Path),
+              help="The cluster secret (default: PROFILE's .secret file): OLD must have been built with it.")
+@click.option("--secret-cmd", "secret_cmd", metavar="COMMAND", help=SECRET_CMD_HELP)
+def runbook(profile: Path, old: Path, secret: Path | None, secret_cmd: str | None) -> None:
     """Print what to run on the cluster for the change from OLD (a build's OUT) to PROFILE: for nodes that left,
     drain, etcd member removal for control planes, node deletion; for nodes added, the files running nodes need
-    first (VRRP peers, HAProxy backends, router configs)."""
+    first (VRRP peers, HAProxy backends, router configs). PROFILE and OLD must be the same cluster and CA."""
     from k8sseed.profile import load_profile
     from k8sseed.runbook import addition_steps, removal_steps, render_runbook
 
@@ -747,10 +777,30 @@ def runbook(profile: Path, old: Path) -> None:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_PROFILE)
     previous = _built_manifest(old)
+    _require_same_cluster(profile, loaded.profile, _secret_source(profile, secret, secret_cmd), old, previous)
     text = render_runbook(removal_steps(previous, loaded.profile), loaded.profile,
                           addition_steps(previous, loaded.profile, str(profile)))
     click.echo(text or f"{profile} and {old} have the same nodes: nothing to do on the cluster", nl=not text)
 # ---- end growth: diff, runbook ----
+
+
+def _require_same_cluster(profile_path: Path, profile: Any, secret: Any, out: Path, manifest: dict) -> None:
+    """Exit when PROFILE (with its secret) and OUT are not one cluster with one CA (k8sseed.cluster_identity)."""
+    from k8sseed.cluster_identity import mismatch, of_manifest, of_profile
+    from k8sseed.pki import derive_pki
+
+    built = of_manifest(out, manifest)
+    problem = mismatch(of_profile(profile_path, profile.cluster.name, None), built)
+    if problem is None:
+        try:
+            cluster_secret = secret.read()
+        except SecretError as exc:
+            _fail(str(exc))
+        c = profile.cluster
+        ca = derive_pki(cluster_secret, c.pki_not_before, c.ca_validity_days).ca_cert_hash
+        problem = mismatch(of_profile(profile_path, c.name, ca), built)
+    if problem:
+        _fail(problem)
 
 
 def _built_manifest(out: Path) -> dict:

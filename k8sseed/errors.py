@@ -25,7 +25,8 @@ class Finding:
 # (the schema's enum for acknowledge items is this list: a test keeps the two equal).
 WARNING_IDS: dict[str, str] = {
     "token-never-expires": "cluster.bootstrapTokenTTL is 0: the derived bootstrap token never expires",
-    "cri-dockerd-unverified": "no runtime.criDockerd.sha256: nodes install cri-dockerd without a checksum check",
+    "cri-dockerd-unverified": "no runtime.criDockerd.sha256 and no sum for the cri-dockerd in use in k8sseed's "
+                              "version table: nodes install it without a checksum check",
     "calicoctl-unverified": "no calico.calicoctlSha256 with BGP: calicoctl is installed without a checksum check",
     "ipvs-deprecated": "kube-proxy ipvs mode on Kubernetes 1.35 or newer (deprecated by KEP-5495)",
     "kubernetes-patch-unknown": "a Kubernetes patch release newer than the newest one k8sseed knows of",

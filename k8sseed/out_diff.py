@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from k8sseed.cluster_identity import mismatch, of_manifest
 from k8sseed.errors import OutputError
 from k8sseed.writers.manifest import read_manifest
 
@@ -97,6 +98,10 @@ def user_data_parts(old: Path, new: Path) -> tuple[str, ...]:
 
 def diff_outputs(old: Path, new: Path) -> OutDiff:
     before, after = _manifest(old), _manifest(new)
+    fix = "diff compares two builds of one cluster"
+    problem = mismatch(of_manifest(old, before), of_manifest(new, after), (fix, fix))
+    if problem:
+        raise OutputError(problem)
     old_nodes = [n["name"] for n in before["nodes"] if isinstance(n, dict) and isinstance(n.get("name"), str)]
     new_nodes = [n["name"] for n in after["nodes"] if isinstance(n, dict) and isinstance(n.get("name"), str)]
     all_nodes = set(old_nodes) | set(new_nodes)

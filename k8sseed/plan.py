@@ -20,7 +20,7 @@ from k8sseed.repository_keys import (
 )
 from k8sseed.router_id import bird_router_id
 from k8sseed.secrets import ClusterSecret
-from k8sseed.versions import MinorFacts, facts_for
+from k8sseed.versions import MinorFacts, cri_dockerd_sum, facts_for
 
 CRI_SOCKET = "unix:///var/run/cri-dockerd.sock"
 ETCD_CLIENT_PORT = 2379
@@ -193,6 +193,10 @@ class ClusterPlan:
     @property
     def pause_image(self) -> str:
         return pause_image(self.profile, self.facts)
+
+    def cri_dockerd_sha256(self, arch: str) -> str | None:
+        """The sum a node checks its cri-dockerd tarball against: the profile's, else the version table's."""
+        return self.profile.cri_dockerd_sha256_for(arch) or cri_dockerd_sum(self.cri_dockerd_version, arch)
 
     def cri_dockerd_url(self, arch: str) -> str:
         version = self.cri_dockerd_version

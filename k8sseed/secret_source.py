@@ -96,6 +96,7 @@ class SecretSource:
     command: str | None = None
     env_value: str | None = None
     command_timeout: float = DEFAULT_SECRET_CMD_TIMEOUT
+    given: bool = False  # path came from --secret, not the default beside the profile
 
     def read(self) -> ClusterSecret:
         if self.command is not None:
@@ -103,7 +104,7 @@ class SecretSource:
         if self.env_value is not None:
             return parse_secret(self.env_value, f"the environment variable {SECRET_ENV}")
         assert self.path is not None
-        return read_secret(self.path)
+        return read_secret(self.path, self.given)
 
 
 def choose_secret_source(default_file: Path, secret_file: Path | None, secret_cmd: str | None,
@@ -118,7 +119,7 @@ def choose_secret_source(default_file: Path, secret_file: Path | None, secret_cm
                              "e.g. 'sops -d cluster.secret.enc'")
         return SecretSource(command=secret_cmd, command_timeout=secret_command_timeout(environ))
     if secret_file is not None:
-        return SecretSource(path=secret_file)
+        return SecretSource(path=secret_file, given=True)
     if SECRET_ENV in environ:
         return SecretSource(env_value=environ[SECRET_ENV])
     return SecretSource(path=default_file)

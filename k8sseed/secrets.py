@@ -98,12 +98,23 @@ def write_new_secret(path: Path) -> None:
         handle.write(new_secret_text())
 
 
-def _missing_secret_message(path: Path) -> str:
-    """A new secret means a new CA: point at a secret lying beside the profile before suggesting a new one."""
+def _missing_secret_message(path: Path, given: bool) -> str:
+    """A new secret means a new CA: point at a secret lying beside the profile before suggesting a new one.
+    given: the path came from --secret, so the user already says where the secret is."""
     try:
         neighbours = sorted(p for p in path.parent.glob("*.secret") if p.is_file())
     except OSError:
         neighbours = []
+    if given:
+        if not path.parent.is_dir():
+            return (f"{path}: cluster secret not found (no such file, given with --secret): {path.parent} does not "
+                    "exist either; check the path")
+        beside = ""
+        if neighbours:
+            shown = ", ".join(p.name for p in neighbours[:5])
+            beside = f"; {path.parent} holds {shown}: if {'that is' if len(neighbours) == 1 else 'one of them is'} " \
+                     "this cluster's secret, give it"
+        return f"{path}: cluster secret not found (no such file, given with --secret): check the path{beside}"
     if neighbours:
         if len(neighbours) == 1:
             hint = f"{neighbours[0]} is beside it: if that is this cluster's secret, pass --secret {neighbours[0]}."
@@ -117,11 +128,12 @@ def _missing_secret_message(path: Path) -> str:
             "(a new secret means a new CA); for a new cluster, 'k8sseed init DIR' writes a profile and its secret")
 
 
-def read_secret(path: Path) -> ClusterSecret:
+def read_secret(path: Path, given: bool = False) -> ClusterSecret:
+    """given: path came from --secret (not the default beside the profile)."""
     try:
         info = path.stat()
     except FileNotFoundError as exc:
-        raise SecretError(_missing_secret_message(path)) from exc
+        raise SecretError(_missing_secret_message(path, given)) from exc
     except OSError as exc:
         raise SecretError(f"{path}: cannot read the cluster secret: {exc.strerror}") from exc
     if not stat.S_ISREG(info.st_mode):

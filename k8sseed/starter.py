@@ -7,10 +7,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from k8sseed.profile.hosts import endpoint_problem
 from k8sseed.profile.schema_check import profile_schema
 from k8sseed.versions import NFTABLES_SINCE, canonical, facts_for, newest_known, release_problem
 
 DEFAULT_ENDPOINT = "10.20.0.10:6443"
+PLACEHOLDER_NETWORK = "10.20.0.0/24"  # where counted nodes go when the endpoint is a DNS name
 _NAME = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 _NODE = re.compile(rf"(?:(?P<role>cp|worker):)?(?P<name>{_NAME})=(?P<ip>[0-9.]+/[0-9]{{1,2}})"
                    r"@(?P<mac>(?:[0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2})")
@@ -41,6 +43,7 @@ class Starter:
     placeholders: bool  # addresses and MACs were made up from counts
     pod_subnet: str
     service_subnet: str
+    note: str | None = None  # what init chose that the user did not say (printed, not written)
 
 
 def _free_range(candidates: tuple[str, ...], taken: list[ipaddress.IPv4Network]) -> str:
@@ -70,11 +73,7 @@ def _counted(text: str, endpoint: str) -> tuple[StarterNode, ...]:
     cps, workers = int(match.group("cps")), int(match.group("workers") or 0)
     if not 1 <= cps <= 9 or workers > 200:
         raise StarterError(f"--nodes {text}: use 1 to 9 control-plane nodes and at most 200 workers")
-    host = endpoint.rsplit(":", 1)[0] if ":" in endpoint else endpoint
-    try:
-        base = ipaddress.IPv4Network(f"{host}/24", strict=False)
-    except ValueError:
-        base = ipaddress.IPv4Network("10.20.0.0/24")  # a DNS name as endpoint: addresses to fill in anyway
+    base = _node_network(endpoint)
     nodes = []
     for role, prefix, count, first in (("control-plane", "cp", cps, 11), ("worker", "worker", workers, 21)):
         for n in range(count):
@@ -82,6 +81,22 @@ def _counted(text: str, endpoint: str) -> tuple[StarterNode, ...]:
             mac = "52:54:00:" + ":".join(f"{int(octet):02x}" for octet in str(ip).split(".")[1:])
             nodes.append(StarterNode(f"{prefix}-{n + 1}", role, f"{ip}/24", mac))
     return tuple(nodes)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _node_network(endpoint: str) -> ipaddress.IPv4Network:
+    """The endpoint address's /24, or the placeholder network when the endpoint is a DNS name."""
+    host = endpoint.partition(":")[0]
+    if _is_address(host):
+        return ipaddress.IPv4Network(f"{host}/24", strict=False)
+    return ipaddress.IPv4Network(PLACEHOLDER_NETWORK)
 
 
 def _listed(text: str) -> tuple[StarterNode, ...]:
@@ -131,10 +146,19 @@ def read_ssh_keys(values: tuple[str, ...]) -> tuple[str, ...]:
 def make_starter(endpoint: str | None, nodes: str | None, version: str | None,
                  ssh_keys: tuple[str, ...]) -> Starter:
     chosen = parse_version(version)
+    problem = endpoint_problem(endpoint) if endpoint is not None else None
+    if problem:
+        raise StarterError(f"--endpoint '{endpoint}' {problem}")
     spec = (nodes or "3+1").strip()
+    note = None
     if _COUNTS.fullmatch(spec):
         endpoint = endpoint or DEFAULT_ENDPOINT
         listed, placeholders = _counted(spec, endpoint), True
+        host = endpoint.partition(":")[0]
+        if not _is_address(host):
+            note = (f"the endpoint {host} is a DNS name, so the nodes got placeholder addresses "
+                    f"in {PLACEHOLDER_NETWORK}: edit nodes[].ip, nodes[].mac and network.gateway in the profile, "
+                    "or run init again with --nodes NAME=IP/PREFIX@MAC,...")
     else:
         if not endpoint:
             raise StarterError("--endpoint is required with --nodes entries: the VIP or load balancer address "
@@ -151,4 +175,5 @@ def make_starter(endpoint: str | None, nodes: str | None, version: str | None,
         endpoint=endpoint, gateway=str(first.network_address + 1), nodes=listed, version=chosen,
         proxy_mode="nftables" if facts.minor >= NFTABLES_SINCE else "ipvs",
         ssh_keys=read_ssh_keys(ssh_keys), placeholders=placeholders, pod_subnet=pods, service_subnet=service,
+        note=note,
     )

@@ -145,6 +145,59 @@ CRI_DOCKERD_RELEASES: tuple[str, ...] = (
     *(f"0.4.{p}" for p in range(0, 5)),
 )
 
+# The release tarballs' sha256 (cri-dockerd-{version}.{arch}.tgz from github.com/Mirantis/cri-dockerd/releases),
+# per version and arch, as Kubespray keeps them: kubernetes-sigs/kubespray, roles/kubespray_defaults/vars/main/
+# checksums.yml, cri_dockerd_archive_checksums (at 005bdce7; 0.3.16 agrees with the sums profiles/reference.yaml
+# always carried). A node checks its download against the profile's runtime.criDockerd.sha256, else against this.
+# Kubespray lists no 0.4.x release and no other public table giving 0.4.x sums was found: cri-dockerd 0.4.3, the
+# table's choice for Kubernetes 1.31 and newer, has no sum here yet (warning cri-dockerd-unverified says so).
+CRI_DOCKERD_SHA256: dict[str, dict[str, str]] = {
+    "0.3.24": {"amd64": "dd4b7f514c248a3aaca398f467430a4c58aae9a77ea8b96a2f5b5d6fba0948d1",
+               "arm64": "c783a03735887c4a8fc894bd4cf7a1c0defef3ecf50a4d79ff31eed45c26b17e"},
+    "0.3.23": {"amd64": "c7fe5db7f9396186193b58ded0e62a31eca7b3c58ad8691d57017986f96482ee",
+               "arm64": "a78037d2d2e9c52c48372a5cbba7b94b1c57be5759449beef29cfe03cbe6f14b"},
+    "0.3.22": {"amd64": "6621a96a885c82844d12318de00f510eae3459871cf1ad47317f38dd242f9a03",
+               "arm64": "3260b214c9b12dbf0cbf4d60410c45aacfc31ba52aa7b74164135968e8950cb6"},
+    "0.3.21": {"amd64": "6c35838bc4b1aef74f9113670e114ca729a5f295f9457b226791e18e86e91698",
+               "arm64": "35de6b1e8eba11d8ba6d71fa7499cb3d610a1e7b866c9d43b7f87029e3a769cd"},
+    "0.3.20": {"amd64": "2ce46d6bbd7f6a7e06e211836c201fdc2311111913eccc63a03f6ef4fe1958fc",
+               "arm64": "e6b4661c51c832ee1cbbb75d1c8b086fa803acc153d400454c3b8cf324547d89"},
+    "0.3.18": {"amd64": "937578ddcdb28c71afded3fda25d555e0c9e6d396668977ff98228d55886dc79",
+               "arm64": "d16204a4f01685ba67319adb3acc6a6f3e62d8bcfd87bc67f5e08f7332515a9d"},
+    "0.3.17": {"amd64": "5568d571c2cfee7a31ce0b35b7fcc65b96c85b573ee6645151c4d022ed92a626",
+               "arm64": "761ee6db946ff2c8da04e57833dbbca8e5c38bc3f5b8e84bda689b1b7260c36f"},
+    "0.3.16": {"amd64": "cc7f181ce850130dc375515c54cd8a27e1e862252abc5b7eade7b4a03ddabd8e",
+               "arm64": "0ab930b6f7ab87697cd94c954d01e19fdd5b5d65810662effb957c5db49a55d4"},
+    "0.3.15": {"amd64": "4779b7c3663f002871e79ecf6aa8eb48d0bb74df035baecf56b816deb21d12c4",
+               "arm64": "39e430378c9c08a1d5056426e3c772ae50416ffeadbe720fa63a853c475fd5a4"},
+    "0.3.14": {"amd64": "89096dff11b60c8d4f061ee88751c895650a3ef6db5c19d63ab22a1aeb42a5b3",
+               "arm64": "12c5538887ccea5ec363337dbb50ff52f3b020c93d65649ee1a906c4ec994bf7"},
+    "0.3.13": {"amd64": "b902eef9bd02529e73a03078a1234c038cd9a12cd86af19970e4f8596f95df26",
+               "arm64": "a4a3d18f26902631b8323c6b6d87925f8ceff626b21dbc1d160aca84454f9b69"},
+    "0.3.12": {"amd64": "bf0890018cb339a313b6d52e994fe2628f5b6d5f005cec39adb171f055691c96",
+               "arm64": "23520fc42dcdcb9f44b0edb555a5d760eedde52a230750e21227fbb258f514b5"},
+    "0.3.11": {"amd64": "b2475988f3b86d85c7835269121171e35c92454ad5f4cd6252183b0fccd74d63",
+               "arm64": "877f635a7005b393f7aab24ca4b1cd7bdfb3b967d055e858408240c86e3cab9a"},
+    "0.3.10": {"amd64": "3e19ef525e02d2d1dfd42e8d661ee45b4bc8a49a6dcafd8baa578bdb3a23aeb6",
+               "arm64": "24d2d9cdbb4ed4bda4b0838edb52104ac7a4e2212a0ee05b177de0ae5b6a4a9a"},
+    "0.3.9": {"amd64": "a6d9b4b796e9eff830311a2349d259507302cb3955dd07b78296b91e40e8b433",
+              "arm64": "f5051002b4f95b0e8fe7fbd5f8de4493350e010834d2a8b647f2b26c45c6c203"},
+    "0.3.8": {"amd64": "e12ea6df8228b7d0794c930d32117c4e5a3dcf25a56c3facdf7006289ec6383c",
+              "arm64": "64286af171785f0facb72cf364867600b4db19f43a01db49b8b364f5d04aadae"},
+    "0.3.7": {"amd64": "518c5d5345085f36d311f274208705d7fdb79337a80c256871ce941d5a7d47a1",
+              "arm64": "8da54563ee7ddee36b1adf1f96b3b7b97ec2bc0ec23559b89d9af8eae5e62d9e"},
+    "0.3.6": {"amd64": "cf271d65abee88c0c0a6d9dacb151913bf37d25d45913a7e04b09efe408eae18",
+              "arm64": "793b8f57cecf734c47bface10387a8e90994c570b516cb755900f21ebd0a663b"},
+    "0.3.5": {"amd64": "30d47bd89998526d51a8518f9e8ef10baed408ab273879ee0e30350702092938",
+              "arm64": "c20014dc5a71e6991a3bd7e1667c744e3807b5675b1724b26bb7c70093582cfe"},
+}
+
+
+def cri_dockerd_sum(version: str, arch: str) -> str | None:
+    """The release tarball's sha256 from the table above, or None when k8sseed has none."""
+    return CRI_DOCKERD_SHA256.get(version, {}).get(arch)
+
+
 # Which Docker API each cri-dockerd release speaks, read in its source (libdocker/client.go and go.mod):
 # - it refuses a daemon older than MinimumDockerAPIVersion: 1.26 in 0.3.x (v0.3.14, v0.3.17 read); 1.42 in
 #   0.4.0 and 0.4.1 (Mirantis/cri-dockerd#346, "Bump up minimum Docker API to v1.42", v0.4.0 read); 1.26 again

@@ -160,7 +160,7 @@ def test_removing_nodes_prints_the_runbook_from_the_build_and_the_runbook_comman
     data["nodes"].insert(2, {"name": "cp-4", "role": "control-plane", "ip": "10.20.0.14/24",
                              "mac": "52:54:00:20:00:14"})
     shrunk.write_text(yaml.safe_dump(data, sort_keys=False))
-    command = run_cli("runbook", str(shrunk), str(before))
+    command = run_cli("runbook", str(shrunk), str(before), "--secret", str(secret))
     assert command.returncode == 0, command.stderr
     text = command.stdout
     assert text.index("# worker-2 (worker, 10.20.0.22)") < text.index("# cp-3 (control-plane, 10.20.0.13)")
@@ -175,7 +175,8 @@ def test_removing_nodes_prints_the_runbook_from_the_build_and_the_runbook_comman
     result = run_cli("build", str(shrunk), "-o", str(before), "--secret", str(secret), "--now", NOW)
     assert result.returncode == 0, result.stderr
     assert "not in this build" in result.stdout and text in result.stdout
-    assert run_cli("runbook", str(shrunk), str(before)).stdout.startswith(f"{shrunk} and {before} have the same nodes")
+    again = run_cli("runbook", str(shrunk), str(before), "--secret", str(secret))
+    assert again.stdout.startswith(f"{shrunk} and {before} have the same nodes")
 
 
 def test_adding_control_planes_with_keepalived_prints_the_vrrp_peer_update_first(tmp_path):
@@ -260,7 +261,8 @@ def test_removing_an_etcd_node_runs_its_member_removal_through_the_remaining_mem
         data["nodes"] = [n for n in data["nodes"] if n["name"] not in ("etcd-3", "cp-3")]
         # 2 etcd nodes are refused (no quorum gain over 1): the profile keeps 3 by adding one elsewhere.
         data["nodes"].append({"name": "etcd-4", "role": "etcd", "ip": "10.50.0.34/24", "mac": "52:54:00:50:00:34"})
-    text = run_cli("runbook", str(_external_etcd(tmp_path, secret, "shrunk", shrink)), str(before))
+    text = run_cli("runbook", str(_external_etcd(tmp_path, secret, "shrunk", shrink)), str(before),
+                   "--secret", str(secret))
     assert text.returncode == 0, text.stderr
     out = text.stdout
     # etcd-4 is new (no member yet): only the running etcd nodes are asked.

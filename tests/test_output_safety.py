@@ -69,7 +69,7 @@ def _in_private_mount(tmp_path: Path, options: str, command: list[str]) -> subpr
 
 
 @pytest.mark.parametrize(("mount_options", "error"), [("size=48k", "No space left on device"),
-                                                     ("ro", "Read-only file system")], ids=["full", "read-only"])
+                                                     ("ro", "on a read-only file system")], ids=["full", "read-only"])
 def test_a_full_or_read_only_disk_gives_a_clean_error(tmp_path, mount_options, error):
     secret = make_secret(tmp_path)
     result = _in_private_mount(tmp_path, mount_options, [K8SSEED, "build", str(PROFILES / "single-node.yaml"), "-o",

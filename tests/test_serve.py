@@ -424,7 +424,7 @@ def test_serve_refuses_what_is_not_a_build(tmp_path: Path):
     other = run_cli("serve", str(lab.out), "--profile", str(lab.profile), "--secret",
                     str(make_secret(tmp_path, "other.secret")), "--listen", "127.0.0.1:0",
                     "--state-dir", str(tmp_path / "state"))
-    assert other.returncode == 1 and "built with another cluster secret" in other.stderr
+    assert other.returncode == 1 and "made with different cluster secrets" in other.stderr
     bad_listen = run_cli("serve", str(lab.out), "--profile", str(lab.profile), "--secret", str(lab.secret),
                          "--listen", "localhost")
     assert bad_listen.returncode == 2 and "ADDRESS:PORT" in bad_listen.stderr

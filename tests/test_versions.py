@@ -227,13 +227,13 @@ def test_a_plain_sum_serves_a_one_arch_cluster(tmp_path):
     assert f"K8SSEED_CRI_DOCKERD_SHA256={AMD64_SUM}" in _node_env(out, "worker-1")
 
 
-def test_no_sum_at_all_is_a_warning_naming_the_archs_in_use(tmp_path):
+def test_no_sum_at_all_is_a_warning_naming_the_release_and_the_archs_in_use(tmp_path):
     def none(data):
-        del data["runtime"]["criDockerd"]["sha256"]
+        data["runtime"]["criDockerd"] = {"version": "0.4.2"}  # no sum in the profile nor in k8sseed's table
         data["nodes"][0]["arch"] = "arm64"
     result = run_cli("validate", str(profile_with(tmp_path, data_edit=none)))
     assert result.returncode == 0
-    assert "warning[cri-dockerd-unverified]" in result.stderr and "amd64 and arm64" in result.stderr
+    assert "warning[cri-dockerd-unverified]" in result.stderr and "cri-dockerd 0.4.2 (amd64, arm64)" in result.stderr
 
 
 # -- warnings: ids, acknowledgement, silence for the examples ---------------------------------------------
@@ -245,7 +245,7 @@ def test_the_schema_accepts_exactly_the_warning_ids_k8sseed_gives():
 def test_every_warning_shows_its_id_and_an_acknowledged_one_is_silent(tmp_path):
     def noisy(data):
         del data["acknowledge"]
-        del data["runtime"]["criDockerd"]["sha256"]
+        data["runtime"]["criDockerd"] = {}  # 1.36's cri-dockerd, 0.4.3: no sum in k8sseed's table yet
         data["os"]["users"] = []
         data["cluster"]["kubernetesVersion"] = "1.36.9"
         data["cluster"]["bootstrapTokenTTL"] = "0"  # a standing credential: said, unless acknowledged

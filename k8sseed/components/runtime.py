@@ -61,7 +61,7 @@ def runtime_fragment(plan: ClusterPlan, node: NodePlan) -> NodeFragment:
             ("K8SSEED_DOCKER_REPO", plan.docker_repo_url),
             ("K8SSEED_CRI_DOCKERD_VERSION", plan.cri_dockerd_version),
             ("K8SSEED_CRI_DOCKERD_URL", plan.cri_dockerd_url(node.node.arch)),
-            ("K8SSEED_CRI_DOCKERD_SHA256", p.cri_dockerd_sha256_for(node.node.arch) or ""),
+            ("K8SSEED_CRI_DOCKERD_SHA256", plan.cri_dockerd_sha256(node.node.arch) or ""),
             ("K8SSEED_PAUSE_IMAGE", plan.pause_image),
         ),
     )

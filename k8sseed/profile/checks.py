@@ -30,9 +30,11 @@ from k8sseed.versions import (
     IPVS_DEPRECATED_SINCE,
     NFTABLES_SINCE,
     PURELB_V2_SINCE,
+    MinorFacts,
     canonical,
     cri_dockerd_docker_problem,
     cri_dockerd_releases_text,
+    cri_dockerd_sum,
     facts_for,
     kubeadm_etcd_problem,
     patch_beyond_table,
@@ -836,6 +838,18 @@ def _can_log_in(src: Source) -> bool:
                for u in (users if isinstance(users, list) else []))
 
 
+def _cri_dockerd_without_sum(src: Source, facts: MinorFacts | None) -> tuple[str, list[str]] | None:
+    """(version, archs) when nodes would install cri-dockerd with no sum from the profile nor the version table."""
+    if _get(src.data, "runtime", "criDockerd", "sha256"):
+        return None  # a sum per arch in use: check_cri_dockerd sees to that
+    chosen = _get(src.data, "runtime", "criDockerd", "version")
+    version = chosen if isinstance(chosen, str) else (facts.cri_dockerd if facts else None)
+    if version is None:
+        return None  # no Kubernetes minor known: check_version reports that
+    archs = [a for a in (_archs_in_use(src) or ["amd64"]) if cri_dockerd_sum(version, a) is None]
+    return (version, archs) if archs else None
+
+
 def warnings_for(src: Source) -> list[ProfileWarning]:
     """Things that build fine but deserve a word: each one something the user can act on."""
     out: list[ProfileWarning] = []
@@ -852,13 +866,15 @@ def warnings_for(src: Source) -> list[ProfileWarning]:
         out.append(ProfileWarning("ipvs-deprecated",
                                   f"kube-proxy ipvs mode is deprecated from Kubernetes 1.35 (KEP-5495) and "
                                   f"{version} logs a warning at startup; consider kubeProxy.mode: nftables"))
-    if not _get(src.data, "runtime", "criDockerd", "sha256"):
-        archs = _archs_in_use(src) or ["amd64"]
+    unverified = _cri_dockerd_without_sum(src, facts)
+    if unverified:
+        version, archs = unverified
         example = ", ".join(f"{a}: ..." for a in archs)
         out.append(ProfileWarning("cri-dockerd-unverified",
-                                  "runtime.criDockerd.sha256 is not set: nodes download cri-dockerd over HTTPS "
-                                  f"without a checksum check; set the release tarball's sum for {' and '.join(archs)} "
-                                  f"(sha256: {{{example}}})"))
+                                  f"runtime.criDockerd.sha256 is not set and k8sseed's version table has no sum for "
+                                  f"cri-dockerd {version} ({', '.join(archs)}): nodes download it over HTTPS without "
+                                  f"a checksum check; set the release tarball's sum (sha256: {{{example}}}), or use a "
+                                  "cri-dockerd release the table has sums for"))
     if _get(src.data, "bgp") is not None and not _get(src.data, "calico", "calicoctlSha256"):
         out.append(ProfileWarning("calicoctl-unverified",
                                   "calico.calicoctlSha256 is not set: the init node downloads calicoctl (for the BGP "

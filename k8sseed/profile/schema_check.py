@@ -7,12 +7,14 @@ import dataclasses
 import difflib
 import functools
 import json
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
 import jsonschema
 
 from k8sseed.errors import Finding
+from k8sseed.profile.hosts import endpoint_problem, host_problem
 from k8sseed.profile.source import Path, Source
 from k8sseed.repository_keys import is_inline_key
 
@@ -74,6 +76,10 @@ def _show(value: Any) -> str:
     return text.encode("unicode_escape").decode("ascii") if any(ord(c) < 32 for c in text) else text
 
 
+# x-explain: a function that says precisely why a value misses its pattern (None: the x-error says it).
+_EXPLAIN: dict[str, Callable[[str], str | None]] = {"endpoint": endpoint_problem, "host": host_problem}
+
+
 def _explain(error: jsonschema.ValidationError) -> tuple[Path, str]:
     path: Path = tuple(error.absolute_path)
     schema = error.schema if isinstance(error.schema, dict) else {}
@@ -95,6 +101,10 @@ def _explain(error: jsonschema.ValidationError) -> tuple[Path, str]:
     if validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else str(error.validator_value)
         return path, f"missing required key '{missing}'"
+    if validator == "pattern" and schema.get("x-explain") in _EXPLAIN and isinstance(error.instance, str):
+        specific = _EXPLAIN[schema["x-explain"]](error.instance)
+        if specific:
+            return path, f"{_show(error.instance)} {specific}"
     if validator in ("pattern", "const", "format") and "x-error" in schema:
         return path, f"{_show(error.instance)} {schema['x-error']}"
     if validator == "enum":

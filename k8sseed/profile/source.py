@@ -142,9 +142,24 @@ class _Builder:
         return result
 
 
-def _syntax_message(exc: yaml.MarkedYAMLError) -> str:
+def _tab_at(text: str, line: int, column: int) -> int | None:
+    """The 0-based column of the tab the parser stopped at (or of one in that line's indentation), else None."""
+    lines = text.splitlines()
+    if not 0 <= line < len(lines):
+        return None
+    here = lines[line]
+    if column < len(here) and here[column] == "\t":
+        return column
+    indent = here[:len(here) - len(here.lstrip(" \t"))]
+    return indent.index("\t") if "\t" in indent else None
+
+
+def _syntax_message(exc: yaml.MarkedYAMLError, tab: bool = False) -> str:
+    if tab:
+        return ("a tab character here: YAML indents with spaces only, and a tab cannot start a value; replace it "
+                "with spaces")
     problem = exc.problem or "invalid YAML"
-    if "\t" in problem or "'\\t'" in problem:
+    if "\t" in problem or "'\\t'" in problem or "tab" in problem:
         problem += " (indent with spaces, not tabs)"
     context = f"{exc.context}, " if exc.context else ""
     return printable(f"YAML syntax error: {context}{problem}")
@@ -166,7 +181,10 @@ def parse_yaml(text: str) -> Source:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        src.findings.append(Finding("", _syntax_message(exc), line, column))
+        tab = _tab_at(text, line - 1, column - 1) if mark else None
+        if tab is not None:
+            column = tab + 1
+        src.findings.append(Finding("", _syntax_message(exc, tab is not None), line, column))
     except yaml.reader.ReaderError as exc:
         line, column = line_col(text, exc.position)
         src.findings.append(Finding("", f"character {exc.character!r} is not allowed in YAML: remove it",

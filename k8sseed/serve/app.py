@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from k8sseed.cluster_identity import mismatch, of_manifest, of_profile
 from k8sseed.errors import ProfileError
 from k8sseed.pki import derive_pki
+from k8sseed.plural import plural
 from k8sseed.profile import load_profile
 from k8sseed.profile.model import Role
 from k8sseed.secrets import ClusterSecret
@@ -114,9 +116,9 @@ class SeedServer:
         self.page = render_static("status-page.html.j2").encode("utf-8")
         self._save_pending = False
         self._swap_checked = False
+        self._check_same_cluster()
         self._index()
         self._check_profile_matches()
-        self._check_secret_matches(fatal=True)
         self.preloaded = self.generation.preload()
 
     # --- what the build and the profile say --------------------------------------------------------------
@@ -136,6 +138,18 @@ class SeedServer:
         self.keys = {name: self.secret.status_key(name) for name in nodes}
         self.installer_nodes = {n.name for n in p.nodes if n.install == INSTALL_METHOD and n.name in nodes}
 
+    def _cluster_problem(self) -> str | None:
+        """Why the profile (with this secret) and OUT are not one cluster with one CA (k8sseed.cluster_identity)."""
+        c = self.profile.cluster
+        ours = of_profile(self.settings.profile, c.name,
+                          derive_pki(self.secret, c.pki_not_before, c.ca_validity_days).ca_cert_hash)
+        return mismatch(ours, of_manifest(self.settings.out, self.generation.manifest))
+
+    def _check_same_cluster(self) -> None:
+        problem = self._cluster_problem()
+        if problem:
+            raise ServeError(problem)
+
     def _check_profile_matches(self) -> None:
         try:
             text = self.settings.profile.read_bytes()
@@ -147,17 +161,11 @@ class SeedServer:
                         "profile as it is now, the seeds from the last build", self.settings.profile,
                         self.settings.out)
 
-    def _check_secret_matches(self, fatal: bool) -> None:
-        """The nodes sign with keys from the secret OUT was built with: with another secret, every report fails."""
-        built = self.generation.manifest.get("caCertHash")
-        c = self.profile.cluster
-        ours = derive_pki(self.secret, c.pki_not_before, c.ca_validity_days).ca_cert_hash
-        if built and built != ours:
-            message = (f"{self.settings.out} was built with another cluster secret (its CA is {built}, this "
-                       f"secret's is {ours}): the nodes' status reports could not be checked; pass --secret")
-            if fatal:
-                raise ServeError(message)
-            LOG.error("%s", message)
+    def _check_secret_matches(self) -> None:
+        """After a rebuild: the nodes sign with keys from the secret OUT was built with, or every report fails."""
+        problem = self._cluster_problem()
+        if problem:
+            LOG.error("%s; the nodes' status reports cannot be checked until then", problem)
 
     def _follow_swaps(self) -> Generation:
         """The generation in OUT now; OUT is looked at once per event-loop turn (one stat for a burst of requests).
@@ -184,9 +192,9 @@ class SeedServer:
             except ProfileError as exc:
                 LOG.error("profile no longer loads, keeping its previous settings: %s", str(exc).splitlines()[0])
             self._index()
-            LOG.info("OUT was rebuilt: now serving %d nodes from the new build", len(generation.nodes))
+            LOG.info("OUT was rebuilt: now serving %s from the new build", plural(len(generation.nodes), "node"))
             self._check_profile_matches()
-            self._check_secret_matches(fatal=False)
+            self._check_secret_matches()
         return self.generation
 
     def _recheck_swaps(self) -> None:
@@ -491,10 +499,10 @@ async def run(server: SeedServer, ready: Any = None) -> None:
     host = server.settings.host
     shown = f"[{host}]" if ":" in host else host
     files, size = server.preloaded
-    LOG.info("k8sseed serve: listening on http://%s:%d/ serving %s (%d nodes; %d seed files, %.1f MiB, read in "
+    LOG.info("k8sseed serve: listening on http://%s:%d/ serving %s (%s; %d seed files, %.1f MiB, read in "
              "advance), allowed clients %s, state in %s, event loop %s", shown, port, server.settings.out,
-             len(server.generation.nodes), files, size / 1048576, ", ".join(str(n) for n in server.allowed),
-             server.settings.state_dir, type(loop).__module__)
+             plural(len(server.generation.nodes), "node"), files, size / 1048576,
+             ", ".join(str(n) for n in server.allowed), server.settings.state_dir, type(loop).__module__)
     if ready is not None:
         ready(port)
     async with listener:

@@ -43,6 +43,47 @@ def _flush_to_disk(root: Path) -> None:
         os.close(fd)
 
 
+# File systems the kernel fills: nothing can be created in them, whatever the permissions say.
+_KERNEL_FILE_SYSTEMS = frozenset({"proc", "sysfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs",
+                                  "configfs", "pstore", "bpf", "efivarfs", "fusectl", "hugetlbfs", "mqueue"})
+
+
+def _file_system_type(path: Path) -> str | None:
+    """The type of the file system path is on, from /proc/self/mounts (None where that cannot be read)."""
+    real = os.path.realpath(path)
+    best, kind = "", None
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                point = fields[1].replace("\\040", " ")
+                inside = real == point or real.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, kind = point, fields[2]
+    except OSError:
+        return None
+    return kind
+
+
+def why_not_writable(out: Path, exc: OSError) -> str:
+    """Why OUT cannot be created or written beside, naming the real cause rather than the bare errno."""
+    where = next((a for a in (out.parent, *out.parent.parents) if a.exists()), out.parent)
+    kind = _file_system_type(where)
+    if kind in _KERNEL_FILE_SYSTEMS:
+        return (f"cannot create {out}: {where} is on a {kind} file system, which the kernel fills and where no "
+                "files can be created; choose another -o directory")
+    if exc.errno == errno.EROFS:
+        return f"cannot create {out}: {where} is on a read-only file system; choose another -o directory"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return (f"cannot create {out}: you may not create files in {where} (permission denied); choose another "
+                "-o directory, or one you own")
+    if exc.errno == errno.ENOSPC:
+        return f"cannot create {out}: no space left on the device that holds {where}"
+    return f"cannot create {out} in {where}: {exc.strerror or exc}"
+
+
 def _remove_leftovers(out: Path) -> None:
     for stale in out.parent.glob(f".{out.name}.k8sseed-*"):
         shutil.rmtree(stale, ignore_errors=True)
@@ -120,7 +161,7 @@ def atomic_output_dir(out: Path) -> Iterator[Path]:
         _remove_leftovers(out)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.k8sseed-new-", dir=out.parent))
     except OSError as exc:
-        raise OutputError(f"cannot write beside {out}: {exc.strerror}") from exc
+        raise OutputError(why_not_writable(out, exc)) from exc
     try:
         os.chmod(tmp, 0o700)
         yield tmp
