@@ -8,7 +8,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,6 +16,9 @@ from k8sseed import __version__
 from k8sseed.errors import OutputError, ProfileError, ProfileWarning, SecretError, UsageError
 from k8sseed.plural import plural
 from k8sseed.profile.model import Role
+
+if TYPE_CHECKING:
+    from k8sseed.profile.load import LoadedProfile
 
 EXIT_PROFILE = 2
 EXIT_OTHER = 1
@@ -166,10 +169,8 @@ def init(directory: Path, name: str | None, endpoint: str | None, version: str |
                "(keep the secret private: it derives every CA and token)")
 
 
-@cli.command()
-@click.argument("profile", type=click.Path(dir_okay=False, path_type=Path))
-def validate(profile: Path) -> None:
-    """Check PROFILE and report every problem with its line and column."""
+def _load_profile_warned(profile: Path) -> LoadedProfile:
+    """The loaded profile with its warnings printed, or its findings printed and exit 2."""
     from k8sseed.profile import load_profile
 
     try:
@@ -179,7 +180,15 @@ def validate(profile: Path) -> None:
         sys.exit(EXIT_PROFILE)
     for warning in loaded.warnings:
         _warn(warning)
-    p = loaded.profile
+    return loaded
+
+
+@cli.command()
+@click.argument("profile", type=click.Path(dir_okay=False, path_type=Path))
+def validate(profile: Path) -> None:
+    """Check PROFILE and report every problem with its line and column."""
+
+    p = _load_profile_warned(profile).profile
     click.echo(f"{profile}: valid: cluster {p.cluster.name}, Kubernetes {p.cluster.kubernetes_version}, "
                f"{sum(n.is_control_plane for n in p.nodes)} control-plane and "
                f"{plural(sum(n.role is Role.WORKER for n in p.nodes), 'worker node')}"
@@ -209,18 +218,10 @@ def images(profile: Path, mirrored: bool, upstream: bool) -> None:
         skopeo copy "docker://$from" "docker://$to"; done
     """
     from k8sseed.images import node_images
-    from k8sseed.profile import load_profile
 
     if mirrored and upstream:
         raise click.UsageError("--mirrored and --upstream each print one column: give one of them, or neither")
-    try:
-        loaded = load_profile(profile)
-    except ProfileError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(EXIT_PROFILE)
-    for warning in loaded.warnings:
-        _warn(warning)
-    listed = node_images(loaded.profile)
+    listed = node_images(_load_profile_warned(profile).profile)
     for warning in listed.warnings:
         _warn(warning)
     for image in listed.images:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 REALK8S = Path(__file__).resolve().parent / "realk8s"
 CACHE = Path(os.environ.get("K8SSEED_REAL_CACHE", "/var/cache/k8sseed-real"))
@@ -46,6 +47,22 @@ def real_bin(folder: str, name: str) -> Path:
 
 def kubeadm(release: str) -> Path:
     return real_bin(f"kubernetes-{release}", "kubeadm")
+
+
+def build_at_release(release: str, profile: Path, work: Path) -> Path:
+    """An example profile with cluster.kubernetesVersion set to release, built with a fresh secret into work/out
+    (Flatcar profiles with --format all, so that their nodes have the NoCloud rendering too)."""
+    from conftest import make_secret, run_cli
+
+    data = yaml.safe_load(profile.read_text())
+    data["cluster"]["kubernetesVersion"] = release
+    edited = work / profile.name
+    edited.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = work / "out"
+    extra = ["--format", "all"] if data["os"].get("family") == "flatcar" else []
+    result = run_cli("build", str(edited), "-o", str(out), "--secret", str(make_secret(work)), *extra)
+    assert result.returncode == 0, result.stderr
+    return out
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import NOCLOUD_PROFILES, PROFILES, REPO, make_secret, run_cli
-from realk8s_support import KUBERNETES_RELEASES, kubeadm
+from conftest import NOCLOUD_PROFILES, PROFILES, REPO, run_cli
+from realk8s_support import KUBERNETES_RELEASES, build_at_release, kubeadm
 
 REFERENCE = PROFILES / "reference.yaml"
 
@@ -177,14 +177,8 @@ def test_real_kubeadm_pulls_what_the_list_says(release: str, profile: Path, tmp_
     """`kubeadm config images list` on the init node's own configuration (imageRepository, external etcd) gives
     the mirrored kubeadm images of `k8sseed images`, in kubeadm's order."""
     binary = kubeadm(release)
-    data = yaml.safe_load(profile.read_text())
-    data["cluster"]["kubernetesVersion"] = release
+    out = build_at_release(release, profile, tmp_path)
     edited = tmp_path / profile.name
-    edited.write_text(yaml.safe_dump(data, sort_keys=False))
-    out = tmp_path / "out"
-    extra = ["--format", "all"] if data["os"].get("family") == "flatcar" else []
-    built = run_cli("build", str(edited), "-o", str(out), "--secret", str(make_secret(tmp_path)), *extra)
-    assert built.returncode == 0, built.stderr
     init = next(d for d in sorted(out.iterdir()) if (d / "user-data").is_file()
                 and "/etc/k8sseed/kubeadm-init.yaml" in (d / "user-data").read_text())
     config = tmp_path / "kubeadm-init.yaml"

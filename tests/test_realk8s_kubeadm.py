@@ -15,25 +15,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import NOCLOUD_PROFILES, make_secret, node_dirs, run_cli
-from realk8s_support import KUBERNETES_RELEASES, kubeadm
+from conftest import NOCLOUD_PROFILES, node_dirs
+from realk8s_support import KUBERNETES_RELEASES, build_at_release, kubeadm
 
 pytestmark = pytest.mark.realk8s
 
 # Each release with every example profile whose nodes have a NoCloud rendering (Flatcar ones with --format all).
 CASES = [(release, profile) for release in KUBERNETES_RELEASES for profile in NOCLOUD_PROFILES]
-
-
-def _build_at(release: str, profile: Path, work: Path) -> Path:
-    data = yaml.safe_load(profile.read_text())
-    data["cluster"]["kubernetesVersion"] = release
-    edited = work / profile.name
-    edited.write_text(yaml.safe_dump(data, sort_keys=False))
-    out = work / "out"
-    extra = ["--format", "all"] if data["os"].get("family") == "flatcar" else []
-    result = run_cli("build", str(edited), "-o", str(out), "--secret", str(make_secret(work)), *extra)
-    assert result.returncode == 0, result.stderr
-    return out
 
 
 def _kubeadm_files(seed: Path, work: Path) -> list[Path]:
@@ -49,7 +37,7 @@ def _kubeadm_files(seed: Path, work: Path) -> list[Path]:
 @pytest.mark.parametrize(("release", "profile"), CASES, ids=[f"{r}-{p.stem}" for r, p in CASES])
 def test_real_kubeadm_accepts_every_nodes_configuration(release: str, profile: Path, tmp_path: Path):
     binary = kubeadm(release)
-    out = _build_at(release, profile, tmp_path)
+    out = build_at_release(release, profile, tmp_path)
     checked = 0
     for seed in node_dirs(out):
         for config in _kubeadm_files(seed, tmp_path):
@@ -67,7 +55,7 @@ def test_real_kubeadm_accepts_every_nodes_configuration(release: str, profile: P
 def test_cri_dockerd_sandbox_image_is_the_pause_kubeadm_pulls(release: str, tmp_path: Path):
     binary = kubeadm(release)
     profile = next(p for p in NOCLOUD_PROFILES if p.stem == "current")
-    out = _build_at(release, profile, tmp_path)
+    out = build_at_release(release, profile, tmp_path)
     init_seed = next(s for s in node_dirs(out) if any(f.name.endswith("kubeadm-init.yaml")
                                                        for f in _kubeadm_files(s, tmp_path)))
     config = tmp_path / f"{init_seed.name}-kubeadm-init.yaml"
