@@ -6,14 +6,15 @@ OUT    ?= out
 
 APT_PACKAGES = python3-venv python3-pip cloud-init shellcheck xorriso genisoimage bird2 keepalived haproxy \
                cloud-image-utils openssl systemd iproute2 curl frr pipx etcd-server etcd-client \
-               dnsmasq-base chromium jq ignition gnupg apt-utils
+               dnsmasq-base chromium jq ignition gnupg apt-utils \
+               skopeo docker-registry busybox-static gcc libc6-dev libcap2-bin
 # wrk, ab (apache2-utils): bench/serve_load.py's closed loop and burst with C load generators (skipped without)
 BENCH_PACKAGES = wrk apache2-utils
 VM_PACKAGES  = qemu-system-x86 qemu-utils debootstrap e2fsprogs xorriso ipxe-qemu
-# The real-Kubernetes proof's images (tests/realk8s/images.py): skopeo pushes them to docker-registry over TLS,
-# gcc -static builds pause, getcap reads CoreDNS's file capability; kube-proxy's netfilter tools come from
-# apt-get download.
-REAL_PACKAGES = skopeo docker-registry busybox-static gcc libc6-dev libcap2-bin docker.io
+# The real-Kubernetes proof (tests/realk8s): the image tests of make test need skopeo (pushes to docker-registry
+# over TLS), gcc -static (pause) and getcap (CoreDNS's file capability), so they are in APT_PACKAGES above; the
+# realk8s tests also run Debian 12's own dockerd 20.10 (docker.io, the distro runtime of the reference design).
+REAL_PACKAGES = docker.io
 
 .PHONY: real-k8s test-real e2e-real install demo test lint bench bench-serve e2e e2e-harness e2e-cluster e2e-etcd deps e2e-deps clean docs
 
