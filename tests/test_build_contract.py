@@ -329,3 +329,19 @@ def test_instance_id_changes_when_the_seed_changes(tmp_path, stem):
     c = tmp_path / "c"
     assert run_cli("build", str(profile), "-o", str(c), "--secret", str(other)).returncode == 0
     assert sorted(p.read_bytes() for p in a.rglob("meta-data")) != sorted(p.read_bytes() for p in c.rglob("meta-data"))
+
+
+def test_v1beta4_configurations_give_a_slow_first_api_server_time_to_come_up(built):
+    """kubeadm 1.36 asks for its admin client before it waits for the control plane, and gives up after
+    timeouts.kubernetesAPICall (1m by default): a slow first start failed init in the real VM run."""
+    for out in (built["current"], built["flatcar"]):
+        for seed in node_dirs(out):
+            files = _write_files(seed)
+            for path in ("/etc/k8sseed/kubeadm-init.yaml", "/etc/k8sseed/kubeadm-join.yaml"):
+                for doc in yaml.safe_load_all(files.get(path, "")):
+                    if doc and doc["kind"] in ("InitConfiguration", "JoinConfiguration"):
+                        assert doc["apiVersion"] == "kubeadm.k8s.io/v1beta4"
+                        assert doc["timeouts"]["kubernetesAPICall"] == "5m0s", (seed.name, path)
+                        assert doc["timeouts"]["controlPlaneComponentHealthCheck"] == "10m0s", (seed.name, path)
+    reference = yaml.safe_load_all(_write_files(built["reference"] / "cp-1")["/etc/k8sseed/kubeadm-init.yaml"])
+    assert all("timeouts" not in d for d in reference if d), "v1beta3 (1.25) has no timeouts field"

@@ -101,6 +101,17 @@ def init_token_env(plan: ClusterPlan) -> tuple[tuple[str, str], ...]:
             ("K8SSEED_INIT_TOKEN_EXPIRES", window.expires_rfc3339))
 
 
+# kubeadm 1.36's wait-control-plane phase asks for its admin client before it waits for the control plane, and
+# gives up when the first API server is not serving within timeouts.kubernetesAPICall (default 1m): a slow first
+# start (small or virtualised machines, a cold disk) fails init with "cannot obtain client without bootstrap"
+# (found by the real VM run; kubernetes/kubeadm#3320). v1beta4 lets the config wait longer; v1beta3 has no such field.
+SLOW_START_TIMEOUTS = {"controlPlaneComponentHealthCheck": "10m0s", "kubernetesAPICall": "5m0s"}
+
+
+def _timeouts(plan: ClusterPlan) -> dict[str, Any]:
+    return {"timeouts": dict(SLOW_START_TIMEOUTS)} if plan.facts.kubeadm_api.endswith("/v1beta4") else {}
+
+
 def init_configuration(plan: ClusterPlan, node: NodePlan) -> dict[str, Any]:
     return {
         "apiVersion": plan.facts.kubeadm_api,
@@ -108,6 +119,7 @@ def init_configuration(plan: ClusterPlan, node: NodePlan) -> dict[str, Any]:
         "bootstrapTokens": [bootstrap_token(plan)],
         "nodeRegistration": _node_registration(plan, node),
         "localAPIEndpoint": _local_endpoint(plan, node),
+        **_timeouts(plan),
     }
 
 
@@ -125,6 +137,7 @@ def join_configuration(plan: ClusterPlan, node: NodePlan, as_control_plane: bool
     if as_control_plane:
         # The shared CA and SA keys are pre-placed in /etc/kubernetes/pki: no certificateKey needed.
         doc["controlPlane"] = {"localAPIEndpoint": _local_endpoint(plan, node)}
+    doc.update(_timeouts(plan))
     return doc
 
 

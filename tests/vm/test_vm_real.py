@@ -201,7 +201,7 @@ def test_one_control_plane_comes_up_with_real_kubernetes_from_its_seed(site):
     start = time.monotonic()
     _say(f"power-on cp-1 (Kubernetes {RELEASE}, cri-dockerd {site['cri_dockerd']}, Docker from Debian)")
     res = qemu.boot(qemu.ensure_image(), site["out"] / "cp-1.iso", node["mac"], workdir=site["work"] / "cp-1",
-                    name="cp-1", netdev=site["netdev"], memory_mb=4096, smp=2, timeout=3000,
+                    name="cp-1", netdev=site["netdev"], memory_mb=4096, smp=2, timeout=2100,
                     collect_extra=["/etc/kubernetes/manifests", "/var/log/apt/term.log"])
     _say(f"cp-1 collected after {time.monotonic() - start:.0f} s: {res.meta.get('reason')}")
     log = res.text("k8sseed-bootstrap.log", "") or ""
