@@ -345,3 +345,15 @@ def test_v1beta4_configurations_give_a_slow_first_api_server_time_to_come_up(bui
                         assert doc["timeouts"]["controlPlaneComponentHealthCheck"] == "10m0s", (seed.name, path)
     reference = yaml.safe_load_all(_write_files(built["reference"] / "cp-1")["/etc/k8sseed/kubeadm-init.yaml"])
     assert all("timeouts" not in d for d in reference if d), "v1beta3 (1.25) has no timeouts field"
+
+
+def test_debian_and_ubuntu_nodes_install_apparmor_for_docker(built):
+    """dockerd starts no container on an AppArmor kernel without apparmor_parser, and the bootstrap installs
+    Docker without its recommends: the real VM run failed every pod sandbox this way."""
+    for stem, out in built.items():
+        for seed in node_dirs(out):
+            env = _write_files(seed)["/etc/k8sseed/node.env"]
+            packages = re.search(r"^K8SSEED_OS_PACKAGES=\((.*)\)$", env, re.M)
+            if "flatcar" in stem or "K8SSEED_DOCKER_SOURCE=" not in env:
+                continue  # Flatcar ships its Docker; external etcd members run no Docker
+            assert packages and "apparmor" in packages.group(1).split(), (stem, seed.name)

@@ -7,8 +7,11 @@ from k8sseed.plan import ClusterPlan, NodePlan
 
 BASE_MODULES = ("overlay", "br_netfilter")
 IPVS_MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack")
+# apparmor: Docker (Debian's docker.io as Docker CE) only recommends it, but on a kernel with AppArmor enabled
+# dockerd refuses to start any container without apparmor_parser ("AppArmor enabled on system but the
+# docker-default profile could not be loaded"): found by the real VM run on a Debian image without it.
 BASE_PACKAGES = ("curl", "ca-certificates", "gnupg", "conntrack", "socat", "ethtool", "iptables", "ipset",
-                 "ipvsadm", "bird2")
+                 "ipvsadm", "bird2", "apparmor")
 # Flatcar has no package manager: the bootstrap checks that its image has these commands (it ships them).
 FLATCAR_COMMANDS = ("curl", "conntrack", "socat", "ethtool", "iptables", "ipset", "ipvsadm", "jq")
 SYSCTLS = (

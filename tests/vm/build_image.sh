@@ -34,7 +34,7 @@ BASE_INCLUDE="systemd,systemd-sysv,udev,kmod,iproute2,procps,ca-certificates,dbu
 PACKAGES=(
   linux-image-amd64 initramfs-tools e2fsprogs
   cloud-init dbus sudo openssh-server
-  docker.io iptables
+  docker.io iptables apparmor
   bird2 ipvsadm ipset conntrack keepalived haproxy
   curl ca-certificates gnupg apt-transport-https chrony kmod iproute2 procps openssl jq
   socat ethtool ebtables lsb-release less locales
