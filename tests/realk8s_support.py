@@ -7,9 +7,11 @@ Without them the realk8s tests skip, naming the command that builds them; under 
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,15 +54,17 @@ def kubeadm(release: str) -> Path:
 def build_at_release(release: str, profile: Path, work: Path) -> Path:
     """An example profile with cluster.kubernetesVersion set to release, built with a fresh secret into work/out
     (Flatcar profiles with --format all, so that their nodes have the NoCloud rendering too)."""
-    from conftest import make_secret, run_cli
-
     data = yaml.safe_load(profile.read_text())
     data["cluster"]["kubernetesVersion"] = release
     edited = work / profile.name
     edited.write_text(yaml.safe_dump(data, sort_keys=False))
+    secret = work / "cluster.secret"
+    secret.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    secret.chmod(0o600)
     out = work / "out"
     extra = ["--format", "all"] if data["os"].get("family") == "flatcar" else []
-    result = run_cli("build", str(edited), "-o", str(out), "--secret", str(make_secret(work)), *extra)
+    result = subprocess.run([str(Path(sys.executable).parent / "k8sseed"), "build", str(edited), "-o", str(out),
+                             "--secret", str(secret), *extra], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     return out
 
