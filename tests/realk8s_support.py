@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -98,25 +99,29 @@ def debian_dockerd(work: Path, netns: str) -> Iterator[Dockerd]:
         pytest.skip(reason)
     subprocess.run(["ip", "netns", "add", netns], check=True)
     process = None
+    # Unix socket paths hold 107 bytes: containerd's socket under pytest's deep temporary folder is longer, and
+    # dockerd then times out waiting for its containerd. Sockets and state go to a short folder of their own.
+    short = Path(tempfile.mkdtemp(prefix="k8sd-", dir="/tmp"))
     try:
         subprocess.run(["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"], check=True)
-        socket = work / "docker.sock"
+        socket = short / "docker.sock"
         log = (work / "dockerd.log").open("w")
         process = subprocess.Popen(
             ["nsenter", f"--net=/run/netns/{netns}", "dockerd", "--host", f"unix://{socket}",
-             "--data-root", str(work / "docker-data"), "--exec-root", str(work / "docker-exec"),
-             "--pidfile", str(work / "docker.pid"), "--iptables=false", "--ip6tables=false", "--bridge=none"],
+             "--data-root", str(short / "data"), "--exec-root", str(short / "exec"),
+             "--pidfile", str(short / "docker.pid"), "--iptables=false", "--ip6tables=false", "--bridge=none"],
             stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while not _answers(socket):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"dockerd did not come up:\n{(work / 'dockerd.log').read_text()[-3000:]}")
             time.sleep(0.2)
-        yield Dockerd(socket, work)
+        yield Dockerd(socket, short)
     finally:
         if process is not None:
             stop(process)
         subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+        subprocess.run(["rm", "-rf", "--one-file-system", str(short)], capture_output=True)
 
 
 def _answers(socket: Path) -> bool:

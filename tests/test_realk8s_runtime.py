@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.realk8s, pytest.mark.netns]
 
 
 def _start_cri_dockerd(binary: Path, docker_socket: Path, work: Path) -> tuple[subprocess.Popen, Path, Path]:
-    socket = work / "cri-dockerd.sock"
+    socket = docker_socket.parent / "cri-dockerd.sock"  # the short folder: socket paths hold 107 bytes
     log = work / "cri-dockerd.log"
     process = subprocess.Popen(
         [str(binary), "--docker-endpoint", f"unix://{docker_socket}",
