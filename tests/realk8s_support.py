@@ -121,7 +121,15 @@ def debian_dockerd(work: Path, netns: str) -> Iterator[Dockerd]:
         if process is not None:
             stop(process)
         subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+        # dockerd bind-mounts its data root onto itself and leaves it mounted when it fails to start.
+        for mount in sorted(_mounts_under(short), reverse=True):
+            subprocess.run(["umount", "--lazy", mount], capture_output=True)
         subprocess.run(["rm", "-rf", "--one-file-system", str(short)], capture_output=True)
+
+
+def _mounts_under(folder: Path) -> list[str]:
+    with open("/proc/self/mounts") as mounts:
+        return [line.split()[1] for line in mounts if line.split()[1].startswith(f"{folder}/")]
 
 
 def _answers(socket: Path) -> bool:
