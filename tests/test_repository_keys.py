@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO, make_secret, require_tool, run_cli
+from private_apt import private_apt_env
 
 from k8sseed.repository_keys import (
     DOCKER_KEY_FINGERPRINT,
@@ -123,24 +124,7 @@ def make_flat_repo(keys: Keys, directory: Path, signer: Key, faked: str | None =
 
 def apt_env(tmp_path: Path, sources: str, locking: bool = False) -> dict[str, str]:
     """Environment for apt-get with a private configuration: nothing of the host's apt is read or written."""
-    top = tmp_path / "apt"
-    for sub in ("empty", "conf.d", "lists/partial", "cache/archives/partial", "state", "log"):
-        (top / sub).mkdir(parents=True, exist_ok=True)
-    (top / "status").touch()
-    (top / "sources.list").write_text(sources)
-    conf = {
-        "Dir::Etc::Main": "/dev/null", "Dir::Etc::Parts": top / "conf.d",
-        "Dir::Etc::SourceList": top / "sources.list", "Dir::Etc::SourceParts": top / "empty",
-        "Dir::Etc::Trusted": top / "no-trusted.gpg", "Dir::Etc::TrustedParts": top / "empty",
-        "Dir::Etc::Preferences": "/dev/null", "Dir::Etc::PreferencesParts": top / "empty",
-        "Dir::State": top / "state", "Dir::State::Lists": top / "lists", "Dir::State::status": top / "status",
-        "Dir::Cache": top / "cache", "Dir::Log": top / "log",
-        "APT::Sandbox::User": "root", "Acquire::Languages": "none", "Acquire::Retries": "0",
-        "Debug::NoLocking": "0" if locking else "1",
-    }
-    (top / "apt.conf").write_text("".join(f'{k} "{v}";\n' for k, v in conf.items()))
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and k != "GNUPGHOME"}
-    return {**env, "APT_CONFIG": str(top / "apt.conf"), "LC_ALL": "C"}
+    return private_apt_env(tmp_path / "apt", sources, locking=locking)
 
 
 def run_key(script: Path, source: str | Path, fingerprint: str, keyring: Path,

@@ -22,6 +22,7 @@ from pathlib import Path
 import apt_repo
 import pytest
 import yaml
+from private_apt import private_apt_env
 from realk8s_support import CACHE, KUBERNETES_RELEASES, folder_of
 
 from k8sseed.profile.load import load_profile_text
@@ -137,23 +138,9 @@ def dpkg_status(installed: tuple[str, ...]) -> str:
 
 def private_apt(top: Path, sources: str, installed: tuple[str, ...] = BASE_SYSTEM) -> Apt:
     """apt-get/apt-cache reading and writing only below top (nothing of the host's apt configuration or state)."""
-    for sub in ("empty", "conf.d", "lists/partial", "cache/archives/partial", "state", "log"):
-        (top / sub).mkdir(parents=True, exist_ok=True)
-    arch = apt_repo.host_architecture()
-    (top / "status").write_text(dpkg_status(installed))
-    (top / "sources.list").write_text(sources)
-    conf = {
-        "Dir::Etc::Main": "/dev/null", "Dir::Etc::Parts": top / "conf.d",
-        "Dir::Etc::SourceList": top / "sources.list", "Dir::Etc::SourceParts": top / "empty",
-        "Dir::Etc::Trusted": top / "no-trusted.gpg", "Dir::Etc::TrustedParts": top / "empty",
-        "Dir::Etc::Preferences": "/dev/null", "Dir::Etc::PreferencesParts": top / "empty",
-        "Dir::State": top / "state", "Dir::State::Lists": top / "lists", "Dir::State::status": top / "status",
-        "Dir::Cache": top / "cache", "Dir::Log": top / "log", "APT::Architecture": arch,
-        "APT::Sandbox::User": "root", "Acquire::Languages": "none", "Acquire::Retries": "0", "Debug::NoLocking": "1",
-    }
-    (top / "apt.conf").write_text("".join(f'{key} "{value}";\n' for key, value in conf.items()))
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and k != "GNUPGHOME"}
-    return Apt(top, {**env, "APT_CONFIG": str(top / "apt.conf"), "LC_ALL": "C"})
+    env = private_apt_env(top, sources, dpkg_status(installed),
+                          extra={"APT::Architecture": apt_repo.host_architecture()})
+    return Apt(top, env)
 
 
 def pinned_keyring(served: Served, keyring: Path) -> None:
