@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from realk8s_support import real_bin, stop
+from realk8s_support import folder_of, real_bin, stop
 
 from k8sseed.components.kubernetes import PKI_DIR
 
@@ -68,7 +68,6 @@ class ControlPlane:
 
 
 def _etcd_folder() -> str:
-    from realk8s_support import folder_of
     return folder_of("etcd-")
 
 
